@@ -1,0 +1,1 @@
+"""Shared, rclpy-free helpers: topic names, message conversions, parameter schemas, plugin registry."""

@@ -1,0 +1,19 @@
+"""Default topic, action and service names (the project's stable ROS API; see docs/interfaces.md).
+
+Every name is relative to the node's namespace only through these constants; users remap them.
+"""
+NAMESPACE = "/lingbot_va"
+
+OBSERVATION = f"{NAMESPACE}/observation"            # lingbot_va_ros/Observation
+ACTION_CHUNK = f"{NAMESPACE}/action_chunk"          # lingbot_va_ros/ActionChunk
+ACTION_TICK = f"{NAMESPACE}/action_tick"            # lingbot_va_ros/ActionTick
+EXECUTED_ACTIONS = f"{NAMESPACE}/executed_actions"  # lingbot_va_ros/ExecutedActions
+COMMAND = f"{NAMESPACE}/command"                    # sensor_msgs/JointState, one per control tick
+PREDICTED_FRAMES = f"{NAMESPACE}/predicted_frames"  # sensor_msgs/Image, real | predicted per camera
+PREDICTED_TRAJECTORY = f"{NAMESPACE}/predicted_trajectory"  # trajectory_msgs/JointTrajectory
+E_STOP = f"{NAMESPACE}/e_stop"                      # std_msgs/Bool (true latches a controlled stop)
+REARM = f"{NAMESPACE}/rearm"                        # std_srvs/Trigger (clears a latched stop)
+EXECUTOR_STATE = f"{NAMESPACE}/executor_state"      # std_msgs/String (json status of the executor)
+RUN_EPISODE = f"{NAMESPACE}/run_episode"            # lingbot_va_ros/action/RunEpisode
+JOINT_STATES = "/joint_states"                      # sensor_msgs/JointState (robot state)
+DIAGNOSTICS = "/diagnostics"                        # diagnostic_msgs/DiagnosticArray
