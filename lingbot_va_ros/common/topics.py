@@ -14,6 +14,7 @@ PREDICTED_TRAJECTORY = f"{NAMESPACE}/predicted_trajectory"  # trajectory_msgs/Jo
 E_STOP = f"{NAMESPACE}/e_stop"                      # std_msgs/Bool (true latches a controlled stop)
 REARM = f"{NAMESPACE}/rearm"                        # std_srvs/Trigger (clears a latched stop)
 EXECUTOR_STATE = f"{NAMESPACE}/executor_state"      # std_msgs/String (json status of the executor)
+HEARTBEAT = f"{NAMESPACE}/heartbeat"                  # std_msgs/Header at >=10 Hz from the inference process (frame_id = episode id)
 RUN_EPISODE = f"{NAMESPACE}/run_episode"            # lingbot_va_ros/action/RunEpisode
 JOINT_STATES = "/joint_states"                      # sensor_msgs/JointState (robot state)
 DIAGNOSTICS = "/diagnostics"                        # diagnostic_msgs/DiagnosticArray
