@@ -1,0 +1,78 @@
+"""Parameter schema of the camera ingest node (one entry per model camera role).
+
+ROS parameter spelling: ``camera_names`` lists the roles in the model's order; each role has a
+``cameras.<role>.*`` group, and source-specific settings live under ``cameras.<role>.settings.*``
+(validated by the source class itself, see :mod:`lingbot_va_ros.camera.sources`).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from lingbot_va_ros.common.params import NodeParams, SubParams
+
+STAMP_HEADER = "header"
+STAMP_RECEIVE = "receive"
+
+
+class CameraParams(SubParams):
+    """One model camera role: where its frames come from and how they are aligned and sized."""
+
+    source: str = Field("ros_image", min_length=1, description=(
+        "camera source plugin: ros_image | ros_compressed | opencv, an entry point of group "
+        "lingbot_va_ros.camera_sources, or 'package.module:Class'"))
+    settings: dict[str, Any] = Field(default_factory=dict, description=(
+        "source-specific settings (ros_image/ros_compressed: topic; opencv: device, rate_hz, loop, ...)"))
+    height: int = Field(..., ge=8, le=4096, description="model input height of this camera in pixels")
+    width: int = Field(..., ge=8, le=4096, description="model input width of this camera in pixels")
+    stamp: Literal["header", "receive"] = Field(STAMP_HEADER, description=(
+        "frame time: the message header stamp (default) or the node's clock when the message arrived "
+        "(for drivers with unset or unsynchronised stamps); opencv sources always use the capture clock"))
+    latency_offset: float = Field(0.0, ge=-1.0, le=1.0, description=(
+        "seconds subtracted from the tick stamp before choosing this camera's frame (positive: the frame "
+        "stamps run late against the control clock, e.g. stamps taken after exposure + transfer)"))
+    max_age: float = Field(0.1, gt=0.0, le=10.0, description=(
+        "largest allowed |chosen frame stamp - (tick stamp - latency_offset)| in seconds; beyond it the "
+        "key frame is invalid and no Observation is published"))
+    max_wait: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "seconds a tick may wait for a frame at or after its target time when every buffered frame is "
+        "older (and the next frame could be nearer); 0 = use what is buffered"))
+    buffer_size: int = Field(32, ge=2, le=1000, description=(
+        "frames kept per camera (model-sized RGB); must cover max_age + latency_offset at the camera rate"))
+    queue_size: int = Field(4, ge=1, le=64, description=(
+        "frames waiting for decode + resize per camera; when full the oldest is dropped and counted"))
+
+
+class CameraIngestParams(NodeParams):
+    """camera_ingest: time-aligned multi-camera key frames in the model's layout, one per ActionTick."""
+
+    camera_names: list[str] = Field(
+        default_factory=lambda: ["cam_high", "cam_left_wrist", "cam_right_wrist"], min_length=1, max_length=8,
+        description="model camera roles in the model's order (Observation.camera_names)")
+    cameras: dict[str, CameraParams] = Field(default_factory=dict, description=(
+        "per camera role: source plugin, settings, model size, alignment and freshness (cameras.<role>.*)"))
+    inflight_timeout: float = Field(0.05, ge=0.0, le=1.0, description=(
+        "seconds a tick waits for frames that already arrived but are still being decoded/resized"))
+    tick_queue_size: int = Field(16, ge=1, le=256, description=(
+        "ticks waiting to be assembled; when full the oldest is dropped (counted, diagnostics ERROR)"))
+    diagnostics_period: float = Field(1.0, gt=0.0, le=60.0, description=(
+        "seconds between /diagnostics reports (per-camera rate, age, drops; ingest latency)"))
+    timing_log: str = Field("", description=(
+        "optional CSV path: one row per tick with the node's own timings (benchmarks); empty = off"))
+
+    @model_validator(mode="after")
+    def _cameras_match_names(self) -> "CameraIngestParams":
+        names = self.camera_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera_names repeat: {names}")
+        missing = [n for n in names if n not in self.cameras]
+        extra = [n for n in self.cameras if n not in names]
+        if missing:
+            raise ValueError(f"no cameras.<role> settings for {missing} (camera_names = {names})")
+        if extra:
+            raise ValueError(f"cameras {extra} are configured but not listed in camera_names = {names}")
+        return self
+
+    def ordered_cameras(self) -> list[tuple[str, CameraParams]]:
+        return [(name, self.cameras[name]) for name in self.camera_names]
