@@ -1,0 +1,208 @@
+"""The pipeline core: backend call order per mode, timing of publication, deadlines, aborts (no ROS)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from lingbot_va_ros.inference.backend import BackendSpec, ChunkPrediction, PolicyBackend
+from lingbot_va_ros.inference.inputs import EpisodeInputs
+from lingbot_va_ros.inference.pipeline import DeadlinePolicy, EpisodeLimits, EpisodeRunner
+
+pytestmark = pytest.mark.timeout(60)
+
+SPEC = BackendSpec(camera_names=("cam",), image_sizes={"cam": (8, 8)}, action_space="joint",
+                   channel_names=("a", "b"), actions_per_chunk=8, actions_per_keyframe=2, keyframes_per_chunk=4,
+                   control_hz=200.0)
+
+
+class ScriptedBackend(PolicyBackend):
+    """Records the calls; chunk n's actions are all n so tests can see what was published. Predicting takes
+    ``latency`` seconds. First chunk has 4 rows (as LingBot-VA's first chunk drops its conditioning frame)."""
+
+    def __init__(self, latency: float = 0.005, bad_chunk: int = -1):
+        self.latency, self.bad_chunk = latency, bad_chunk
+        self.calls: list[str] = []
+        self.next_chunk = 0
+        self.next_start = 0
+
+    @property
+    def spec(self) -> BackendSpec:
+        return SPEC
+
+    def reset(self, prompt, initial_observation):
+        self.calls.append("reset")
+        self.next_chunk = self.next_start = 0
+
+    def predict_chunk(self):
+        time.sleep(self.latency)
+        n = 4 if self.next_chunk == 0 else 8
+        acts = np.full((n, 2), float(self.next_chunk), np.float32)
+        if self.next_chunk == self.bad_chunk:
+            acts[1, 1] = np.nan
+        pred = ChunkPrediction(self.next_chunk, self.next_start, acts)
+        self.calls.append(f"predict:{self.next_chunk}")
+        self.next_chunk += 1
+        self.next_start += n
+        return pred
+
+    def ground(self, keyframes, executed_actions, start_index):
+        assert len(keyframes) == executed_actions.shape[0] // 2
+        self.calls.append(f"ground@{start_index}")
+
+    def imagine(self, executing):
+        self.calls.append(f"imagine:{executing.chunk_index}")
+
+    def keep_prediction(self, executing):
+        self.calls.append(f"keep:{executing.chunk_index}")
+
+
+class FakeArm:
+    """Executes published chunks at the control rate and reports key frames + executed rows, like the
+    executor + camera ingest pair; holds (reports nothing) when no chunk covers the next index."""
+
+    def __init__(self, inputs: EpisodeInputs, period: float, stall_after: int | None = None):
+        self.inputs, self.period, self.stall_after = inputs, period, stall_after
+        self.rows: dict[int, np.ndarray] = {}
+        self.finish_time: dict[int, float] = {}
+        self.chunk_rows: dict[int, tuple[int, int]] = {}
+        self.publish_time: dict[int, float] = {}
+        self.idle_ticks = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def publish(self, pub):
+        p = pub.prediction
+        with self._lock:
+            self.publish_time[p.chunk_index] = time.monotonic()
+            self.chunk_rows[p.chunk_index] = (p.start_index, p.actions.shape[0])
+            for k, row in enumerate(p.actions):
+                self.rows[p.start_index + k] = row
+
+    def _run(self):
+        self.inputs.add_keyframe("ep", -1, 0, {"cam": np.zeros((8, 8, 3), np.uint8)})
+        i = 0
+        while not self._stop.is_set():
+            time.sleep(self.period)
+            with self._lock:
+                row = self.rows.get(i)
+            if row is None or (self.stall_after is not None and i >= self.stall_after):
+                self.idle_ticks += 1
+                continue
+            if (i + 1) % 2 == 0:
+                self.inputs.add_keyframe("ep", i, i, {"cam": np.zeros((8, 8, 3), np.uint8)})
+                self.inputs.add_executed("ep", i - 1, np.stack([self.rows[i - 1], row]))
+            for c, (s, n) in self.chunk_rows.items():
+                if i == s + n - 1:
+                    self.finish_time[c] = time.monotonic()
+            i += 1
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(2)
+
+
+def _run(mode, backend, max_chunks=5, stall_after=None, deadline=None, feedback_timeout=2.0):
+    inputs = EpisodeInputs(SPEC)
+    inputs.start("ep")
+    arm = FakeArm(inputs, 1.0 / SPEC.control_hz, stall_after)
+    runner = EpisodeRunner(backend, inputs, mode, arm.publish, limits=EpisodeLimits(max_chunks=max_chunks),
+                           deadline=deadline or DeadlinePolicy(0), feedback_timeout=feedback_timeout)
+    arm.thread.start()
+    try:
+        outcome = runner.run("do it")
+    finally:
+        arm.stop()
+    return outcome, runner, arm
+
+
+def test_sync_grounds_each_chunk_before_predicting_the_next():
+    backend = ScriptedBackend()
+    (outcome, reason), runner, _ = _run("sync", backend, max_chunks=4)
+    assert outcome == "completed" and "max_chunks" in reason
+    assert backend.calls == ["reset", "predict:0", "ground@0", "predict:1", "ground@4", "predict:2",
+                             "ground@12", "predict:3"]
+
+
+def test_async_follows_algorithm_2_and_publishes_before_the_current_chunk_ends():
+    backend = ScriptedBackend(latency=0.005)
+    (outcome, _), runner, arm = _run("async", backend, max_chunks=5)
+    assert outcome == "completed"
+    assert backend.calls == ["reset", "predict:0", "imagine:0", "predict:1", "ground@0", "imagine:1", "predict:2",
+                             "ground@4", "imagine:2", "predict:3", "ground@12", "imagine:3", "predict:4"]
+    # chunk n+1 is published while chunk n is still executing
+    for n in range(1, 4):
+        assert arm.publish_time[n + 1] < arm.finish_time.get(n, float("inf")), n
+    assert runner.stats.deadline_misses == 0
+
+
+def test_async_naive_keeps_predictions_instead_of_imagining():
+    backend = ScriptedBackend()
+    (outcome, _), _, _ = _run("async_naive", backend, max_chunks=3)
+    assert outcome == "completed"
+    assert backend.calls == ["reset", "predict:0", "keep:0", "predict:1", "ground@0", "keep:1", "predict:2"]
+
+
+def test_async_idles_less_than_sync_with_the_same_latency():
+    idle = {}
+    for mode in ("sync", "async"):
+        _, _, arm = _run(mode, ScriptedBackend(latency=0.03), max_chunks=6)
+        idle[mode] = arm.idle_ticks
+    assert idle["async"] < idle["sync"] / 2, idle
+
+
+def test_deadline_misses_fall_back_to_sync():
+    backend = ScriptedBackend(latency=0.08)  # > one 8-action chunk at 200 Hz (40 ms)
+    (outcome, _), runner, _ = _run("async", backend, max_chunks=6, deadline=DeadlinePolicy(2))
+    assert outcome == "completed"
+    assert runner.stats.fell_back_to_sync and runner.stats.deadline_misses >= 2
+    last_imagine = max(i for i, c in enumerate(backend.calls) if c.startswith("imagine"))
+    after = [c.split("@")[0].split(":")[0] for c in backend.calls[last_imagine + 2:]]
+    # sync from then on: the pending chunk is grounded, then ground/predict alternate
+    assert after[:2] == ["ground", "ground"] and after[-4:] == ["ground", "predict", "ground", "predict"]
+
+
+def test_stalled_feedback_aborts_with_a_reason_naming_the_missing_inputs():
+    (outcome, reason), _, _ = _run("sync", ScriptedBackend(), max_chunks=0, stall_after=6, feedback_timeout=0.3)
+    assert outcome == "aborted"
+    assert "executor" in reason and "camera ingest" in reason
+
+
+def test_non_finite_model_output_aborts_without_publishing():
+    published = []
+    inputs = EpisodeInputs(SPEC)
+    inputs.start("ep")
+    inputs.add_keyframe("ep", -1, 0, {"cam": np.zeros((8, 8, 3), np.uint8)})
+    runner = EpisodeRunner(ScriptedBackend(bad_chunk=0), inputs, "sync", published.append)
+    outcome, reason = runner.run("x")
+    assert outcome == "aborted" and "invalid chunk 0" in reason and published == []
+
+
+def test_cancel_and_missing_initial_observation():
+    inputs = EpisodeInputs(SPEC)
+    inputs.start("ep")
+    runner = EpisodeRunner(ScriptedBackend(), inputs, "sync", lambda p: None, initial_timeout=0.2)
+    assert runner.run("x")[0] == "aborted"
+    runner = EpisodeRunner(ScriptedBackend(), inputs, "sync", lambda p: None, initial_timeout=5)
+    threading.Timer(0.1, runner.cancel_event.set).start()
+    assert runner.run("x") == ("cancelled", "cancel requested")
+
+
+def test_inputs_reject_wrong_episode_shapes_and_non_finite():
+    from lingbot_va_ros.inference.inputs import InputError, validate_keyframe
+
+    inputs = EpisodeInputs(SPEC)
+    inputs.start("ep")
+    with pytest.raises(InputError, match="wrong episode"):
+        inputs.add_executed("other", 0, np.zeros((2, 2), np.float32))
+    with pytest.raises(InputError, match="bad shape"):
+        inputs.add_executed("ep", 0, np.zeros((2, 3), np.float32))
+    with pytest.raises(InputError, match="non-finite"):
+        inputs.add_executed("ep", 0, np.array([[np.inf, 0]], np.float32))
+    with pytest.raises(InputError, match="do not match"):
+        validate_keyframe(SPEC, ["other"], [np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(InputError, match="expects 8x8"):
+        validate_keyframe(SPEC, ["cam"], [np.zeros((8, 9, 3), np.uint8)])
