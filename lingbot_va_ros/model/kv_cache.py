@@ -103,6 +103,9 @@ class SlabKVCache:
     def live_is_pred(self) -> torch.Tensor:
         return self.is_pred[self.start:self.end].clone()
 
+    def live_phantom(self) -> torch.Tensor:
+        return self.phantom[self.start:self.end].clone()
+
     def live_ids(self) -> torch.Tensor:
         return self.ids[self.start:self.end].clone()
 
