@@ -23,6 +23,9 @@ setup(
             "lingbot-va-executor = lingbot_va_ros.nodes.executor:main",
             "lingbot-va-sim-arm = lingbot_va_ros.nodes.sim_arm:main",
             "lingbot-va-recorder = lingbot_va_ros.nodes.recorder:main",
+            "lingbot-va-score = lingbot_va_ros.scoring.cli:main",
+            "lingbot-va-replay = lingbot_va_ros.replay.cli:main",
+            "lingbot-va-bag-repair = lingbot_va_ros.recording.repair:main",
         ],
         # Third-party packages extend the product through these groups (see docs/plugins.md).
         "lingbot_va_ros.arm_drivers": [

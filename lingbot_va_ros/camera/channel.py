@@ -47,10 +47,11 @@ class CameraChannel:
         self.last_problem_mono_ns = 0
         self._cond = cond                           # shared with the assembler (frames + counters)
         self._pending_faults: list[str] = []        # stamp faults since the last tick, guarded by ``cond``
-        self._queue: deque[RawFrame] = deque()
+        self._queue: deque[tuple[int, RawFrame]] = deque()
         self._queue_cond = threading.Condition()
         self.enqueued = 0                           # raw frames accepted (guarded by ``cond``)
         self.completed = 0                          # raw frames finished: stored, rejected or dropped
+        self._pending: dict[int, int] = {}          # sequence number -> stamp of frames not finished yet
         self._running = False
         self._thread: threading.Thread | None = None
 
@@ -70,20 +71,21 @@ class CameraChannel:
     # -- producer side (source callbacks / capture threads) ---------------------------------------------
     def submit(self, raw: RawFrame) -> None:
         self.rate.add(raw.receive_ns)
-        dropped = 0
+        with self._cond:
+            seq = self.enqueued
+            self.enqueued += 1
+            self.counters.received += 1
+            self._pending[seq] = raw.stamp_ns
+        dropped = None
         with self._queue_cond:
             if len(self._queue) >= self.params.queue_size:
-                self._queue.popleft()
-                dropped = 1
-            self._queue.append(raw)
+                dropped, _ = self._queue.popleft()
+            self._queue.append((seq, raw))
             self._queue_cond.notify()
-        with self._cond:
-            self.counters.received += 1
-            self.enqueued += 1
-            if dropped:
+        if dropped is not None:
+            with self._cond:
                 self.counters.dropped_queue += 1
-                self.completed += 1
-                self._cond.notify_all()
+                self._finish(dropped)
 
     # -- worker ------------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -93,10 +95,17 @@ class CameraChannel:
                     self._queue_cond.wait()
                 if not self._running:
                     return
-                raw = self._queue.popleft()
-            self.process(raw)
+                seq, raw = self._queue.popleft()
+            self.process(raw, seq)
 
-    def process(self, raw: RawFrame) -> None:
+    def _finish(self, seq: int | None) -> None:
+        """Caller holds ``cond``."""
+        if seq is not None:
+            self._pending.pop(seq, None)
+        self.completed += 1
+        self._cond.notify_all()
+
+    def process(self, raw: RawFrame, seq: int | None = None) -> None:
         """Decode + resize one raw frame and store it (the worker's step; tests call it directly)."""
         started = time.perf_counter()
         frame = None
@@ -126,10 +135,17 @@ class CameraChannel:
                     else:
                         self.counters.stamp_backwards += 1
                         self.counters.decoded += 1
-            self.completed += 1
-            self._cond.notify_all()
+            self._finish(seq)
 
     # -- consumer side (assembler; caller holds ``cond``) --------------------------------------------
+    def pending_could_be_nearer(self, before_seq: int, target_ns: int) -> bool:
+        """Whether a frame submitted before ``before_seq`` and still decoding is nearer to ``target_ns`` than
+        every frame in the ring (then it is the right one and worth waiting for)."""
+        best = self.ring.nearest(target_ns)
+        best_dist = abs(best.stamp_ns - target_ns) if best is not None else None
+        return any(seq < before_seq and (best_dist is None or abs(stamp - target_ns) < best_dist)
+                   for seq, stamp in self._pending.items())
+
     def take_faults(self) -> list[str]:
         faults, self._pending_faults = self._pending_faults, []
         return faults

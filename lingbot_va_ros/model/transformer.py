@@ -19,6 +19,8 @@ import math
 import os
 from typing import Callable, NamedTuple, Sequence
 
+import logging
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -37,11 +39,14 @@ from lingbot_va_ros.model.rope import (
     video_grid_ids,
 )
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "WanTransformer3DModel",
     "TextContext",
     "load_transformer",
     "TransformerLoadError",
+    "check_checkpoint",
     "patchify_video",
     "unpatchify_video",
     "actions_to_tokens",
@@ -258,7 +263,23 @@ class WanTransformer3DModel(ModelMixin, ConfigMixin):
         self.action_proj_out = nn.Linear(inner, action_dim)
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, inner) / inner**0.5)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, torch_dtype=None, subfolder=None, **kwargs):
+        """Local folder (single ``diffusion_pytorch_model.safetensors`` or shards + index, bf16 or fp32):
+        loaded here with explicit checks; anything else goes to diffusers' implementation."""
+        folder = os.fspath(pretrained_model_name_or_path)
+        if subfolder:
+            folder = os.path.join(folder, subfolder)
+        if os.path.isdir(folder) and not args and not kwargs:
+            return _from_local_folder(cls, folder, torch_dtype)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, torch_dtype=torch_dtype, subfolder=subfolder, **kwargs)
+
     # ------------------------------------------------------------------ helpers
+    @property
+    def weight_device(self) -> torch.device:
+        """Device of the weights (``ModelMixin.device`` walks hooks and costs ~ms per call)."""
+        return self.patch_embedding_mlp.weight.device
+
     @property
     def compute_dtype(self) -> torch.dtype:
         """dtype of the token stream (= the bulk weights', e.g. bf16 while norms/tables stay fp32)."""
@@ -277,11 +298,11 @@ class WanTransformer3DModel(ModelMixin, ConfigMixin):
     def video_rope(self, num_frames: int, height: int, width: int, frame_start: int) -> RopeTable:
         pt, ph, pw = self.patch_size
         grid = video_grid_ids(num_frames // pt, height // ph, width // pw, frame_start)
-        return rope_table(grid, self.attention_head_dim, self.device)
+        return rope_table(grid, self.attention_head_dim, self.weight_device)
 
     def action_rope(self, num_frames: int, actions_per_frame: int, frame_start: int) -> RopeTable:
         grid = action_grid_ids(num_frames, actions_per_frame, frame_start)
-        return rope_table(grid, self.attention_head_dim, self.device)
+        return rope_table(grid, self.attention_head_dim, self.weight_device)
 
     @staticmethod
     def token_frames(action_mode: bool, num_frames: int, per_frame: int, frame_start: int) -> torch.Tensor:
@@ -368,107 +389,143 @@ class WanTransformer3DModel(ModelMixin, ConfigMixin):
         return unpatchify_video(out, self.patch_size, f, x.shape[3], x.shape[4])
 
     # ------------------------------------------------------------------ training-style sequence forward
-    def forward_sequence(
+    def forward_segments(
         self,
-        video: torch.Tensor,
-        video_timesteps: torch.Tensor,
-        actions: torch.Tensor,
-        action_timesteps: torch.Tensor,
+        segments: Sequence[tuple[torch.Tensor, torch.Tensor, bool, int]],
         text: TextContext | torch.Tensor,
-        attn_mask: torch.Tensor | None,
-        frame_start: int = 0,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All video tokens then all action tokens in one sequence under an explicit attention mask
-        (bool [Lv+La, Lv+La], True = attend), e.g. the training block-causal mask. Used to check that
-        incremental cached decoding equals recomputation. Returns (video velocity, action velocity)."""
-        b, fv, fa = video.shape[0], video.shape[2], actions.shape[2]
-        hv, ha = self._embed(video, False), self._embed(actions, True)
-        gv, ga = hv.shape[1] // fv, ha.shape[1] // fa
-        dt = hv.dtype
-        tv = video_timesteps.float().reshape(-1, fv).expand(b, -1)
-        ta = action_timesteps.float().reshape(-1, fa).expand(b, -1)
-        temb_v, proj_v = self._time(tv, False, dt)
-        temb_a, proj_a = self._time(ta, True, dt)
-        # per-token modulation (group size 1) so both modalities share one sequence
-        proj = torch.cat([proj_v.repeat_interleave(gv, 1), proj_a.repeat_interleave(ga, 1)], 1)
-        rv = self.video_rope(fv, video.shape[3], video.shape[4], frame_start)
-        ra = self.action_rope(fa, ga, frame_start)
-        rope = RopeTable(torch.cat([rv.cos, ra.cos]), torch.cat([rv.sin, ra.sin]))
+        attn_mask: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Several token segments in ONE sequence under an explicit attention mask (bool [L, L], True =
+        attend), like the reference ``forward_train`` ([noisy video | clean video | noisy actions | clean
+        actions] under the flex block-causal mask). Each segment is (x, per-frame timesteps, action_mode,
+        frame_start) with x in the layout of ``forward``. No KV cache. Used by the tests to check that
+        cached incremental decoding equals recomputation. Returns one velocity per segment."""
+        b = segments[0][0].shape[0]
+        hs, projs, tembs, ropes = [], [], [], []
+        for x, t, action_mode, fs in segments:
+            f = x.shape[2]
+            h = self._embed(x, action_mode)
+            g = h.shape[1] // f
+            temb, proj = self._time(t.float().reshape(-1, f).expand(b, -1), action_mode, h.dtype)
+            hs.append(h)
+            projs.append(proj.repeat_interleave(g, 1))  # per-token modulation: group size 1
+            tembs.append(temb)
+            ropes.append(self.action_rope(f, g, fs) if action_mode else self.video_rope(f, x.shape[3], x.shape[4], fs))
         if not isinstance(text, TextContext):
             text = self.prepare_text(text)
         text = text.select(b)
-        h = torch.cat([hv, ha], 1)
+        rope = RopeTable(torch.cat([r.cos for r in ropes]), torch.cat([r.sin for r in ropes]))
+        h = torch.cat(hs, 1)
+        proj = torch.cat(projs, 1)
         mask = attn_mask.to(h.device) if attn_mask is not None else None
         for i, blk in enumerate(self.blocks):
             h = blk(h, proj, rope, lambda q, k, v: attention(q, k, v, mask), text.kv[i])
-        lv = hv.shape[1]
-        out_v = self._head(h[:, :lv], temb_v, False)
-        out_a = self._head(h[:, lv:], temb_a, True)
-        return (
-            unpatchify_video(out_v, self.patch_size, fv, video.shape[3], video.shape[4]),
-            tokens_to_actions(out_a, fa),
-        )
+        outs, o = [], 0
+        for (x, _, action_mode, _), hseg, temb in zip(segments, hs, tembs):
+            y = self._head(h[:, o:o + hseg.shape[1]], temb, action_mode)
+            o += hseg.shape[1]
+            f = x.shape[2]
+            outs.append(tokens_to_actions(y, f) if action_mode else unpatchify_video(y, self.patch_size, f, x.shape[3], x.shape[4]))
+        return outs
 
 
 # ---------------------------------------------------------------------------------------- loading
-def _checkpoint_shapes(folder: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """name -> (shape, file) from safetensors headers only (no tensor data read)."""
-    from safetensors import safe_open
+_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
+_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+_VESTIGIAL_PREFIXES = ("patch_embedding.",)                         # Wan conv embedder, never used
+_OPTIONAL_PREFIXES = ("condition_embedder_action.text_embedder.",)  # never called: tolerate absence
 
-    index = os.path.join(folder, "diffusion_pytorch_model.safetensors.index.json")
+
+def _checkpoint_files(folder: str) -> list[str]:
+    index = os.path.join(folder, _INDEX_NAME)
     if os.path.isfile(index):
         with open(index) as fh:
-            files = sorted(set(json.load(fh)["weight_map"].values()))
+            names = sorted(set(json.load(fh)["weight_map"].values()))
+    elif os.path.isfile(os.path.join(folder, _WEIGHTS_NAME)):
+        names = [_WEIGHTS_NAME]
     else:
-        files = [n for n in ("diffusion_pytorch_model.safetensors",) if os.path.isfile(os.path.join(folder, n))]
-    if not files:
-        raise TransformerLoadError(
-            f"{folder}: no diffusion_pytorch_model.safetensors or diffusion_pytorch_model.safetensors.index.json"
-        )
+        raise TransformerLoadError(f"{folder}: neither {_WEIGHTS_NAME} nor {_INDEX_NAME} found")
+    files = [os.path.join(folder, n) for n in names]
+    for f in files:
+        if not os.path.isfile(f):
+            raise TransformerLoadError(f"{folder}: shard {os.path.basename(f)} listed in {_INDEX_NAME} is missing")
+    return files
+
+
+def _checkpoint_shapes(folder: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """name -> (shape, shard file name), from the safetensors headers only (no tensor data read)."""
+    from safetensors import safe_open
+
     shapes = {}
-    for name in files:
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            raise TransformerLoadError(f"{folder}: shard {name} listed in the index is missing")
+    for path in _checkpoint_files(folder):
         with safe_open(path, framework="pt") as fh:
             for key in fh.keys():
-                shapes[key] = (tuple(fh.get_slice(key).get_shape()), name)
+                shapes[key] = (tuple(fh.get_slice(key).get_shape()), os.path.basename(path))
     return shapes
 
 
-def check_checkpoint(folder: str, model: WanTransformer3DModel) -> None:
+def check_checkpoint(folder: str, model: nn.Module) -> list[str]:
     """Raise ``TransformerLoadError`` naming every missing tensor and every shape mismatch (tensor name,
-    checkpoint shape, model shape). diffusers' own messages are less direct (it reports mismatches as a
-    generic size error and tolerates missing keys with a warning in some paths), so we check first."""
+    checkpoint shape and shard, model shape). Returns the unexpected (ignored) tensor names."""
     shapes = _checkpoint_shapes(folder)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    optional = ("condition_embedder_action.text_embedder.",)  # never used: tolerate its absence
-    missing = [k for k in expected if k not in shapes and not k.startswith(optional)]
+    missing = [k for k in expected if k not in shapes and not k.startswith(_OPTIONAL_PREFIXES)]
     mismatched = [
-        f"  {k}: checkpoint {list(shapes[k][0])} ({shapes[k][1]}) vs model {list(expected[k])}"
+        f"  {k}: checkpoint {list(shapes[k][0])} (in {shapes[k][1]}) vs model {list(expected[k])}"
         for k in expected
         if k in shapes and shapes[k][0] != expected[k]
     ]
     problems = []
     if missing:
-        problems.append(f"missing tensors ({len(missing)}): " + ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else ""))
+        more = " ..." if len(missing) > 20 else ""
+        problems.append(f"missing tensors ({len(missing)}): " + ", ".join(missing[:20]) + more)
     if mismatched:
-        problems.append("shape mismatches (tensor: checkpoint vs model):\n" + "\n".join(mismatched))
+        problems.append("shape mismatches (tensor: checkpoint vs model config):\n" + "\n".join(mismatched))
     if problems:
         raise TransformerLoadError(f"cannot load WanTransformer3DModel from {folder}:\n" + "\n".join(problems))
+    return [k for k in shapes if k not in expected and not k.startswith(_VESTIGIAL_PREFIXES)]
+
+
+def _keep_fp32(name: str) -> bool:
+    parts = name.split(".")
+    return any(m in parts for m in WanTransformer3DModel._keep_in_fp32_modules)
+
+
+def _from_local_folder(cls, folder: str, torch_dtype: torch.dtype | None) -> "WanTransformer3DModel":
+    """Build on the meta device (no 5B random init), check the checkpoint, then assign the tensors.
+
+    Bulk weights take ``torch_dtype`` (default float32); ``_keep_in_fp32_modules`` (time embedder, adaLN
+    tables, affine norm) stay float32. Done here rather than through diffusers because its fp32-keeping
+    path needs ``accelerate``, which is not a dependency of this package.
+    """
+    from safetensors.torch import load_file
+
+    dtype = torch_dtype or torch.float32
+    config = cls.load_config(folder)
+    with torch.device("meta"):
+        model = cls.from_config(config)
+    unexpected = check_checkpoint(folder, model)
+    if unexpected:
+        logger.warning("ignoring %d unexpected tensors in %s: %s", len(unexpected), folder, ", ".join(unexpected[:10]))
+    expected = model.state_dict()
+    state = {}
+    for path in _checkpoint_files(folder):
+        for k, t in load_file(path).items():
+            if k in expected:
+                state[k] = t.to(torch.float32 if _keep_fp32(k) else dtype)
+    model.load_state_dict(state, strict=False, assign=True)
+    for name, p in list(model.named_parameters()):
+        if p.is_meta:  # optional unused tensors absent from the checkpoint
+            mod_name, _, attr = name.rpartition(".")
+            mod = model.get_submodule(mod_name)
+            setattr(mod, attr, nn.Parameter(torch.zeros(p.shape, dtype=torch.float32 if _keep_fp32(name) else dtype)))
+    return model
 
 
 def load_transformer(folder: str, device="cpu", dtype: torch.dtype = torch.bfloat16) -> WanTransformer3DModel:
-    """Load a ``transformer/`` folder for inference on ``device`` in ``dtype`` (norms and adaLN tables stay
-    fp32 per ``_keep_in_fp32_modules``). Any ``attn_mode`` in config.json, including the training-only
-    ``flex``, is accepted: inference always uses SDPA / flash-attn. Checks tensors first (clear errors)."""
-    with open(os.path.join(folder, "config.json")) as fh:
-        cfg = json.load(fh)
-    init_keys = set(WanTransformer3DModel.extract_init_dict(cfg)[0])
-    with torch.device("meta"):
-        skeleton = WanTransformer3DModel(**{k: v for k, v in cfg.items() if k in init_keys})
-    check_checkpoint(folder, skeleton)
-    del skeleton
+    """Load a ``transformer/`` folder for inference on ``device`` with bulk weights in ``dtype``.
+
+    Any ``attn_mode`` in config.json is accepted, including the training-only ``flex``: this model always
+    runs inference attention (SDPA, or flash-attn on CUDA half precision)."""
     model = WanTransformer3DModel.from_pretrained(folder, torch_dtype=dtype)
-    model = model.to(device).eval().requires_grad_(False)
-    return model
+    return model.to(device).eval().requires_grad_(False)

@@ -1,0 +1,77 @@
+"""The node set of a bringup, computed once and shared by launch/bringup.launch.py and the standalone runner.
+
+Both turn the same :class:`NodeSpec` list into processes (launch_ros ``Node`` actions, or
+:class:`~lingbot_va_ros.testing.ros_harness.NodeProcess`), so the YAML a user edits behaves the same either way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lingbot_va_ros.common.paths import config_path, resolve_config, share_dir
+
+PACKAGE = "lingbot_va_ros"
+
+
+@dataclass(frozen=True)
+class BringupOptions:
+    arm: str = "sim"                    # config/arms/<name>.yaml or a path
+    embodiment: str = "demo_sim"        # config/embodiments/<name>.yaml or a path
+    checkpoint: str = ""
+    device: str = "auto"
+    mode: str = "sync"
+    namespace: str = ""
+    record: bool = True
+    recording_dir: str = "recordings"
+    use_sim: bool = True
+    use_respawn: bool = False
+    respawn_delay: float = 2.0
+    log_level: str = "info"
+    camera_config: str = ""             # camera ingest params file; default: config/camera_ingest[_sim].yaml
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str                           # ROS node name (also the params-file key)
+    executable: str                     # installed in lib/lingbot_va_ros (ros2 run / launch_ros)
+    module: str                         # python -m entry (standalone runner)
+    package: str = PACKAGE
+    params_files: tuple[str, ...] = ()
+    overrides: dict = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    respawn: bool = False
+
+
+def _camera_params(opts: BringupOptions) -> Path:
+    if opts.camera_config:
+        return resolve_config(opts.camera_config, ".")
+    sim = config_path("camera_ingest_sim.yaml")
+    return sim if opts.use_sim and sim.is_file() else config_path("camera_ingest.yaml")
+
+
+def build_graph(opts: BringupOptions) -> list[NodeSpec]:
+    arm_yaml = str(resolve_config(opts.arm, "arms"))
+    embodiment_yaml = str(resolve_config(opts.embodiment, "embodiments"))
+    nodes = []
+    if opts.use_sim:
+        nodes.append(NodeSpec("sim_arm", "sim_arm_node", "lingbot_va_ros.nodes.sim_arm",
+                              params_files=(str(config_path("sim_arm.yaml")),),
+                              overrides={"urdf": str(share_dir() / "urdf" / "bimanual_arm.urdf")}))
+    nodes += [
+        NodeSpec("lingbot_va_camera_ingest", "camera_ingest_node", "lingbot_va_ros.nodes.camera_ingest",
+                 params_files=(str(_camera_params(opts)),), overrides={"embodiment": embodiment_yaml},
+                 respawn=opts.use_respawn),
+        NodeSpec("lingbot_va_executor", "executor_node", "lingbot_va_ros.nodes.executor",
+                 params_files=(str(config_path("executor.yaml")),),
+                 overrides={"arm": arm_yaml, "embodiment": embodiment_yaml}, respawn=False),
+        NodeSpec("lingbot_va_inference", "inference_node", "lingbot_va_ros.nodes.inference",
+                 params_files=(str(config_path("inference.yaml")),),
+                 overrides={"checkpoint": opts.checkpoint, "embodiment": embodiment_yaml, "device": opts.device,
+                            "mode": opts.mode, "recording_dir": opts.recording_dir if opts.record else ""},
+                 respawn=opts.use_respawn),
+    ]
+    if opts.record:
+        nodes.append(NodeSpec("lingbot_va_recorder", "recorder_node", "lingbot_va_ros.nodes.recorder",
+                              params_files=(str(config_path("recorder.yaml")),),
+                              overrides={"recording_dir": opts.recording_dir}, respawn=opts.use_respawn))
+    return nodes

@@ -1,0 +1,326 @@
+"""Recorder node: writes the trial's topics into rosbag2 bags (MCAP), one per episode or one per session.
+
+Subscriptions are raw (serialized CDR goes to disk untouched), created for every configured topic as soon as
+it has a publisher (periodic discovery), with QoS matched to the publishers. Every connection embeds its full
+message definition + RIHS01 hash, so the bags need nothing installed to be read. The pending MCAP chunk is
+flushed every ``flush_period_s`` (crash-safety bound). Episodes are opened/closed through
+``/lingbot_va/recorder/control`` (see lingbot_va_ros/recording/control.py and docs/recording.md).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import importlib
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from lingbot_va_ros.common import qos as common_qos
+from lingbot_va_ros.nodes.runtime import node_options, run_node
+from lingbot_va_ros.recording.bag_writer import CrashSafeBagWriter, utc_now_iso
+from lingbot_va_ros.recording.control import (CONTROL_TOPIC, STATUS_TOPIC, ControlError, StartEpisode, StopEpisode,
+                                              UpdateMetadata, parse_command, unique_bag_path)
+from lingbot_va_ros.recording.custom_data import encode_custom_data
+from lingbot_va_ros.recording.metadata import config_entries
+from lingbot_va_ros.recording.params import RecorderParams
+from lingbot_va_ros.recording.qos_match import is_compatible, subscription_qos, to_bag_qos
+from lingbot_va_ros.recording.selection import TopicSelector
+from lingbot_va_ros.recording.types import TypeCatalog, TypeDefinition, UnknownMessageType, type_hash_string
+
+
+def message_class(msgtype: str):
+    """The rclpy message class of 'pkg/msg/Name' (raw subscriptions still need its type support)."""
+    pkg, kind, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownMessageType(f"no Python type support for '{msgtype}' ({exc}); install/source the package "
+                                 "that provides it") from None
+
+
+@dataclass
+class RecordedTopic:
+    name: str
+    definition: TypeDefinition
+    qos: QoSProfile
+    offered: list = field(default_factory=list)            # rosbags Qos of the publishers
+    msg_cls: Any = None
+    subscription: Any = None
+    received: int = 0
+    latched: deque | None = None                            # last messages of transient-local topics
+
+
+class RecorderNode(Node):
+    def __init__(self) -> None:
+        super().__init__("lingbot_va_recorder", **node_options())
+        self.params = RecorderParams.from_node(self)
+        self.catalog = TypeCatalog()
+        self.selector = TopicSelector(self.params.topics, self.params.exclude_topics)
+        self._lock = threading.RLock()
+        self._topics: dict[str, RecordedTopic] = {}
+        self._unrecordable: dict[str, str] = {}
+        self._bag: CrashSafeBagWriter | None = None
+        self._episode_id = ""
+        self._opened_at = 0.0
+        self._last_flush = time.monotonic()
+        self._last_closed: dict[str, Any] = {}
+        self._ack, self._error = "", ""
+        self._dropped_outside_episode = 0
+        self._write_errors = 0
+        self._session_episodes: list[dict[str, Any]] = []
+        self._configs = config_entries(self.params.metadata_files)
+        self._recorder_id = f"lingbot_va_ros recorder (rosbags {version('rosbags')})"
+
+        self._io = ReentrantCallbackGroup()
+        self.status_pub = self.create_publisher(String, STATUS_TOPIC, common_qos.LATCHED)
+        self.create_subscription(String, CONTROL_TOPIC, self._on_control, common_qos.RELIABLE,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(self.params.discovery_period_s, self._discover, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(self.params.flush_period_s / 2, self._flush_timer,
+                          callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(self.params.status_period_s, self._periodic_status,
+                          callback_group=MutuallyExclusiveCallbackGroup())
+        if self.params.mode == "continuous":
+            name = self.params.session_name or f"session-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+            self._open_bag(name, {"session": name, "recording_mode": "continuous"})
+        self._discover()
+        self._publish_status()
+        self.get_logger().info(f"recording {self.params.mode} to {self.params.recording_dir}: topics "
+                               f"{self.params.topics}; control on {CONTROL_TOPIC}")
+
+    # -- discovery --------------------------------------------------------------------------------------
+    def _discover(self) -> None:
+        for name, types in self.get_topic_names_and_types():
+            if not self.selector.matches(name) or name in self._unrecordable:
+                continue
+            publishers = self.get_publishers_info_by_topic(name)
+            if not publishers:
+                continue  # QoS is matched to publishers: wait until one exists
+            offered = [p.qos_profile for p in publishers]
+            existing = self._topics.get(name)
+            if existing is not None:
+                if not is_compatible(existing.qos, offered):
+                    self.get_logger().warning(f"{name}: a publisher with weaker QoS joined; resubscribing best-effort")
+                    self._subscribe(existing, subscription_qos(offered, self.params.queue_depth))
+                continue
+            if len(types) > 1:
+                self.get_logger().warning(f"{name} has several types {types}; recording {types[0]}")
+            try:
+                definition = self.catalog.definition(types[0])
+                msg_cls = message_class(types[0])
+            except Exception as exc:  # noqa: BLE001 - any lookup failure means: cannot record this topic
+                self._unrecordable[name] = str(exc)
+                self.get_logger().error(f"not recording {name}: {exc}")
+                continue
+            for pub in publishers:
+                advertised = type_hash_string(pub.topic_type_hash)
+                if advertised and advertised != definition.rihs01:
+                    self.get_logger().warning(
+                        f"{name}: publisher {pub.node_name} advertises type hash {advertised}, the embedded definition "
+                        f"of {definition.msgtype} hashes to {definition.rihs01} (different .msg version?)")
+                    break
+            topic = RecordedTopic(name, definition, subscription_qos(offered, self.params.queue_depth),
+                                  [to_bag_qos(q) for q in offered], msg_cls)
+            if topic.qos.durability == common_qos.LATCHED.durability:
+                topic.latched = deque(maxlen=topic.qos.depth)
+            with self._lock:
+                self._topics[name] = topic
+                if self._bag is not None:
+                    self._bag.add_topic(name, definition, topic.offered)
+            self._subscribe(topic, topic.qos)
+            self.get_logger().info(f"recording {name} [{definition.msgtype}] "
+                                   f"({'reliable' if topic.qos.reliability == ReliabilityPolicy.RELIABLE else 'best effort'}"
+                                   f"{', transient local' if topic.latched is not None else ''})")
+
+    def _subscribe(self, topic: RecordedTopic, qos: QoSProfile) -> None:
+        if topic.subscription is not None:
+            self.destroy_subscription(topic.subscription)
+        topic.qos = qos
+        topic.subscription = self.create_subscription(topic.msg_cls, topic.name,
+                                                      functools.partial(self._on_message, topic), qos,
+                                                      callback_group=self._io, raw=True)
+
+    # -- data path --------------------------------------------------------------------------------------
+    def _on_message(self, topic: RecordedTopic, raw: bytes) -> None:
+        stamp = self.get_clock().now().nanoseconds
+        with self._lock:
+            topic.received += 1
+            if topic.latched is not None:
+                topic.latched.append((stamp, raw))
+            bag = self._bag
+            if bag is None:
+                self._dropped_outside_episode += 1
+                return
+            try:
+                bag.write(topic.name, stamp, raw)
+                # flushing here too keeps the bound when the executor is too busy to run the timer on time
+                if time.monotonic() - self._last_flush >= self.params.flush_period_s:
+                    self._flush_locked()
+            except Exception as exc:  # noqa: BLE001 - disk full etc.: keep the node alive, report loudly
+                self._write_errors += 1
+                self.get_logger().error(f"writing {topic.name} to {bag.path} failed: {exc}",
+                                        throttle_duration_sec=5.0)
+
+    def _flush_locked(self) -> None:
+        self._last_flush = time.monotonic()
+        if self._bag is not None:
+            self._bag.flush()
+
+    def _flush_timer(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._last_flush >= self.params.flush_period_s / 2:
+                try:
+                    self._flush_locked()
+                except OSError as exc:
+                    self._write_errors += 1
+                    self.get_logger().error(f"flushing {self._bag.path if self._bag else ''} failed: {exc}",
+                                            throttle_duration_sec=5.0)
+
+    # -- bags -------------------------------------------------------------------------------------------
+    def _open_bag(self, name: str, values: dict[str, Any], episode_id: str = "") -> CrashSafeBagWriter:
+        path = unique_bag_path(self.params.recording_dir, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        configs = list(self._configs) + list(values.pop("configs", None) or [])
+        custom = {"recorder": self._recorder_id, "started_at": utc_now_iso(), **values}
+        if configs:
+            custom["configs"] = configs
+        writer = CrashSafeBagWriter(path, encode_custom_data(custom), self.params.compression, self.params.fsync)
+        writer.open()
+        with self._lock:
+            for topic in self._topics.values():
+                writer.add_topic(topic.name, topic.definition, topic.offered)
+                for stamp, raw in topic.latched or ():   # latched state (e.g. /tf_static) predates the episode
+                    writer.write(topic.name, stamp, raw)
+            self._bag = writer
+            self._episode_id = episode_id
+            self._opened_at = time.monotonic()
+            self._last_flush = time.monotonic()
+        self.get_logger().info(f"bag open: {path}")
+        return writer
+
+    def _close_bag(self, final: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            bag, self._bag = self._bag, None
+            episode_id, self._episode_id = self._episode_id, ""
+            if bag is None:
+                return {}
+            path = bag.close(final)
+            closed = {"episode_id": episode_id, "bag_path": str(path), "messages": sum(bag.counts.values()),
+                      "topics": dict(bag.counts), "outcome": final.get("outcome", ""), "closed_at": utc_now_iso()}
+            self._last_closed = closed
+        self.get_logger().info(f"bag closed: {path} ({closed['messages']} messages, outcome "
+                               f"'{closed['outcome']}')")
+        return closed
+
+    # -- control ----------------------------------------------------------------------------------------
+    def _on_control(self, msg: String) -> None:
+        request_id, error = "", ""
+        try:
+            cmd = parse_command(msg.data)
+            request_id = cmd.request_id
+            if isinstance(cmd, StartEpisode):
+                self._start(cmd)
+            elif isinstance(cmd, StopEpisode):
+                self._stop(cmd)
+            elif isinstance(cmd, UpdateMetadata):
+                with self._lock:
+                    if self._bag is None:
+                        raise ControlError("no bag is open")
+                    self._bag.update_custom_data(cmd.metadata)
+        except ControlError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - report every failure to the client instead of dying
+            error = f"{type(exc).__name__}: {exc}"
+        if error:
+            self.get_logger().error(f"control command refused: {error}")
+        self._ack, self._error = request_id, error
+        self._publish_status()
+
+    def _start(self, cmd: StartEpisode) -> None:
+        values = {**cmd.metadata, "episode_id": cmd.episode_id, "prompt": cmd.prompt}
+        if self.params.mode == "continuous":
+            with self._lock:
+                self._session_episodes.append({"episode_id": cmd.episode_id, "prompt": cmd.prompt,
+                                               "started_at": utc_now_iso(), **cmd.metadata})
+                if self._bag is not None:
+                    self._bag.update_custom_data({"episodes": self._session_episodes})
+            return
+        if self._bag is not None:
+            self._close_bag({"outcome": "interrupted", "reason": f"episode '{cmd.episode_id}' started before "
+                             f"'{self._episode_id}' was stopped"})
+        self._open_bag(cmd.episode_id, {**values, "recording_mode": "episodes"}, episode_id=cmd.episode_id)
+
+    def _stop(self, cmd: StopEpisode) -> None:
+        final = {**cmd.metadata, "outcome": cmd.outcome, "reason": cmd.reason}
+        if self.params.mode == "continuous":
+            with self._lock:
+                for ep in reversed(self._session_episodes):
+                    if not cmd.episode_id or ep["episode_id"] == cmd.episode_id:
+                        ep.update(stopped_at=utc_now_iso(), **final)
+                        break
+                else:
+                    raise ControlError(f"episode '{cmd.episode_id}' was never started")
+                if self._bag is not None:
+                    self._bag.update_custom_data({"episodes": self._session_episodes})
+            return
+        if self._bag is None:
+            raise ControlError(f"no episode is being recorded (asked to stop '{cmd.episode_id}')")
+        if cmd.episode_id and cmd.episode_id != self._episode_id:
+            raise ControlError(f"episode '{cmd.episode_id}' is not being recorded (open: '{self._episode_id}')")
+        self._close_bag(final)
+
+    # -- status -----------------------------------------------------------------------------------------
+    def _status(self) -> dict[str, Any]:
+        with self._lock:
+            bag = self._bag
+            return {
+                "state": "recording" if bag is not None else "idle",
+                "mode": self.params.mode,
+                "episode_id": self._episode_id,
+                "bag_path": str(bag.path) if bag is not None else "",
+                "messages": sum(bag.counts.values()) if bag is not None else 0,
+                "topics": dict(bag.counts) if bag is not None else {},
+                "subscribed": sorted(self._topics),
+                "received": {t.name: t.received for t in self._topics.values()},
+                "unrecordable": dict(self._unrecordable),
+                "dropped_outside_episode": self._dropped_outside_episode,
+                "write_errors": self._write_errors,
+                "last_closed": dict(self._last_closed),
+                "ack": self._ack,
+                "error": self._error,
+                "stamp": utc_now_iso(),
+            }
+
+    def _publish_status(self) -> None:
+        self.status_pub.publish(String(data=json.dumps(self._status(), sort_keys=True)))
+
+    def _periodic_status(self) -> None:
+        limit = self.params.max_episode_s
+        if limit and self._bag is not None and self.params.mode == "episodes" \
+                and time.monotonic() - self._opened_at > limit:
+            self._close_bag({"outcome": "unknown", "reason": f"no stop command within max_episode_s={limit:g}"})
+        self._publish_status()
+
+    def close(self) -> None:
+        """Shutdown: close the open bag properly (summary, metadata.yaml)."""
+        if self.params.mode == "continuous":
+            self._close_bag({"reason": "recorder shut down"})
+        else:
+            self._close_bag({"outcome": "interrupted", "reason": "recorder shut down during the episode"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    raise SystemExit(run_node(RecorderNode, num_threads=4, argv=argv))
+
+
+if __name__ == "__main__":
+    main()
