@@ -32,15 +32,16 @@ def estimate_period_ns(stamps: Sequence[int], recent: int = 9) -> int | None:
 
 
 def next_frame_could_be_nearer(newest_stamp_ns: int, target_ns: int, period_ns: int | None) -> bool:
-    """Whether waiting for the next frame can improve on the newest one for ``target_ns``.
+    """Whether waiting for the next frame may improve on the newest one for ``target_ns``.
 
-    Only when the newest frame is before the target by more than half a frame period: the next one is
-    expected one period later and is then closer. Unknown period: assume it could.
+    The next frame is expected one period after the newest, so it is nearer once the newest lags the target
+    by more than half a period. Frame times jitter (a late frame is followed by an "early" one), so we wait
+    unless the lag is within a quarter period; unknown period: wait.
     """
     lag = target_ns - newest_stamp_ns
     if lag <= 0:
         return False
-    return period_ns is None or 2 * lag > period_ns
+    return period_ns is None or 4 * lag > period_ns
 
 
 def frame_problem(frame: Frame | None, target_ns: int, max_age_s: float) -> str | None:

@@ -57,6 +57,7 @@ class KeyFrameResult:
     ready_mono_ns: int                 # selection finished
     waited_for_frames_ns: int = 0      # blocked on max_wait (frames newer than the target)
     waited_inflight_ns: int = 0        # blocked on frames still being decoded
+    thread_cpu_start_ns: int = 0       # time.thread_time_ns() on the assembler thread when assembly began
 
     @property
     def valid(self) -> bool:
@@ -104,6 +105,7 @@ class KeyFrameAssembler:
         return None
 
     def assemble(self, tick: TickRequest) -> KeyFrameResult:
+        cpu_start = time.thread_time_ns()
         waited_frames = waited_inflight = 0
         with self.cond:
             while True:
@@ -135,7 +137,7 @@ class KeyFrameAssembler:
                     ch.last_problem = problem
                     ch.last_problem_mono_ns = selected_mono
                 choices.append(CameraChoice(ch.name, target, frame, problem))
-        return KeyFrameResult(tick, tuple(choices), time.monotonic_ns(), waited_frames, waited_inflight)
+        return KeyFrameResult(tick, tuple(choices), time.monotonic_ns(), waited_frames, waited_inflight, cpu_start)
 
 
 @dataclass
@@ -163,6 +165,7 @@ class CameraIngest:
         self.describe_source = describe_source or (lambda name: params.cameras[name].source)
         self.total_ms = LatencyStats()        # tick callback start -> Observation published
         self.work_ms = LatencyStats()         # the same minus time spent waiting for newer frames
+        self.cpu_ms = LatencyStats()          # CPU time of the assembler thread per tick (immune to preemption)
         self.ticks = self.observations = self.invalid_ticks = self.dropped_ticks = 0
         self.last_invalid_reason = ""
         self.last_invalid_mono_ns = 0
@@ -229,13 +232,16 @@ class CameraIngest:
                 self.log_error(f"publishing the key frame of action_index {tick.action_index} failed: "
                                f"{type(exc).__name__}: {exc}")
 
-    def record_published(self, result: KeyFrameResult, published_mono_ns: int) -> tuple[float, float]:
-        """Account one published Observation; returns (total_ms, work_ms)."""
+    def record_published(self, result: KeyFrameResult, published_mono_ns: int) -> tuple[float, float, float]:
+        """Account one published Observation (call on the assembler thread, right after publishing);
+        returns (total_ms, work_ms, cpu_ms)."""
         total = (published_mono_ns - result.tick.received_mono_ns) / 1e6
         work = total - result.waited_for_frames_ns / 1e6
+        cpu = (time.thread_time_ns() - result.thread_cpu_start_ns) / 1e6
         self.total_ms.add(total)
         self.work_ms.add(work)
-        return total, work
+        self.cpu_ms.add(cpu)
+        return total, work, cpu
 
     # -- health ----------------------------------------------------------------------------------------
     def health(self, period_s: float, now_mono_ns: int | None = None) -> list[HealthStatus]:
@@ -274,6 +280,7 @@ class CameraIngest:
                                          self.describe_source(ch.name), values))
         t50, t99 = self.total_ms.percentiles(50, 99)
         w50, w99 = self.work_ms.percentiles(50, 99)
+        c50, c99 = self.cpu_ms.percentiles(50, 99)
         if self.last_invalid_mono_ns and now_mono - self.last_invalid_mono_ns <= recent:
             level, message = ERROR, f"invalid key frame, no Observation: {self.last_invalid_reason}"
         elif self.last_dropped_tick_mono_ns and now_mono - self.last_dropped_tick_mono_ns <= recent:
@@ -288,6 +295,7 @@ class CameraIngest:
             "invalid_ticks": str(self.invalid_ticks), "dropped_ticks": str(self.dropped_ticks),
             "tick_to_publish_ms_p50": f"{t50:.2f}", "tick_to_publish_ms_p99": f"{t99:.2f}",
             "work_ms_p50": f"{w50:.2f}", "work_ms_p99": f"{w99:.2f}",
+            "tick_cpu_ms_p50": f"{c50:.2f}", "tick_cpu_ms_p99": f"{c99:.2f}",
             "last_invalid_reason": self.last_invalid_reason,
         }))
         return statuses

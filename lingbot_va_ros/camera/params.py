@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from lingbot_va_ros.common.params import NodeParams, SubParams
+from lingbot_va_ros.common.params import NodeParams, ParameterError, SubParams
 
 STAMP_HEADER = "header"
 STAMP_RECEIVE = "receive"
@@ -24,8 +24,10 @@ class CameraParams(SubParams):
         "lingbot_va_ros.camera_sources, or 'package.module:Class'"))
     settings: dict[str, Any] = Field(default_factory=dict, description=(
         "source-specific settings (ros_image/ros_compressed: topic; opencv: device, rate_hz, loop, ...)"))
-    height: int = Field(..., ge=8, le=4096, description="model input height of this camera in pixels")
-    width: int = Field(..., ge=8, le=4096, description="model input width of this camera in pixels")
+    height: int | None = Field(None, ge=8, le=4096, description=(
+        "model input height of this camera in pixels (default: from the embodiment's cameras list)"))
+    width: int | None = Field(None, ge=8, le=4096, description=(
+        "model input width of this camera in pixels (default: from the embodiment's cameras list)"))
     stamp: Literal["header", "receive"] = Field(STAMP_HEADER, description=(
         "frame time: the message header stamp (default) or the node's clock when the message arrived "
         "(for drivers with unset or unsynchronised stamps); opencv sources always use the capture clock"))
@@ -47,9 +49,11 @@ class CameraParams(SubParams):
 class CameraIngestParams(NodeParams):
     """camera_ingest: time-aligned multi-camera key frames in the model's layout, one per ActionTick."""
 
-    camera_names: list[str] = Field(
-        default_factory=lambda: ["cam_high", "cam_left_wrist", "cam_right_wrist"], min_length=1, max_length=8,
-        description="model camera roles in the model's order (Observation.camera_names)")
+    embodiment: str = Field("", description=(
+        "embodiment config name (config/embodiments/) or YAML path: supplies camera_names (model order) and "
+        "each camera's model size; empty = give camera_names and cameras.<role>.height/width here"))
+    camera_names: list[str] = Field(default_factory=list, max_length=8, description=(
+        "model camera roles in the model's order (Observation.camera_names); empty = the embodiment's order"))
     cameras: dict[str, CameraParams] = Field(default_factory=dict, description=(
         "per camera role: source plugin, settings, model size, alignment and freshness (cameras.<role>.*)"))
     inflight_timeout: float = Field(0.05, ge=0.0, le=1.0, description=(
@@ -66,13 +70,69 @@ class CameraIngestParams(NodeParams):
         names = self.camera_names
         if len(set(names)) != len(names):
             raise ValueError(f"camera_names repeat: {names}")
-        missing = [n for n in names if n not in self.cameras]
-        extra = [n for n in self.cameras if n not in names]
-        if missing:
-            raise ValueError(f"no cameras.<role> settings for {missing} (camera_names = {names})")
-        if extra:
-            raise ValueError(f"cameras {extra} are configured but not listed in camera_names = {names}")
+        if not names and not self.embodiment:
+            raise ValueError("set either embodiment (camera order and sizes from its cameras list) or camera_names")
+        if not self.cameras:
+            raise ValueError("no cameras configured: add cameras.<role>.source / settings for every camera role")
+        if names:
+            missing = [n for n in names if n not in self.cameras]
+            extra = [n for n in self.cameras if n not in names]
+            if missing:
+                raise ValueError(f"no cameras.<role> settings for {missing} (camera_names = {names})")
+            if extra:
+                raise ValueError(f"cameras {extra} are configured but not listed in camera_names = {names}")
+        if not self.embodiment:
+            unsized = [n for n, c in self.cameras.items() if c.height is None or c.width is None]
+            if unsized:
+                raise ValueError(f"cameras {unsized} need height and width (or set embodiment to take the sizes "
+                                 "from its cameras list)")
         return self
 
+    def resolved(self, embodiment_cameras: list[tuple[str, int, int]] | None = None) -> "CameraIngestParams":
+        """These parameters with camera order and sizes filled in from the embodiment (loaded from
+        ``embodiment`` unless ``embodiment_cameras`` = [(name, height, width), ...] is given).
+
+        Explicit values must agree with the embodiment: the model was trained on exactly those sizes.
+        """
+        if not self.embodiment and embodiment_cameras is None:
+            return self
+        if embodiment_cameras is None:
+            from lingbot_va_ros.model.embodiment import load_embodiment
+
+            try:
+                emb = load_embodiment(self.embodiment)
+            except (OSError, ValueError) as exc:
+                raise ParameterError(f"embodiment '{self.embodiment}': {exc}") from None
+            embodiment_cameras = [(c.name, c.height, c.width) for c in emb.cameras]
+        emb_names = [name for name, _, _ in embodiment_cameras]
+        problems = []
+        if self.camera_names and self.camera_names != emb_names:
+            problems.append(f"camera_names {self.camera_names} differ from the embodiment's cameras {emb_names} "
+                            "(leave camera_names empty to use the embodiment's order)")
+        missing = [n for n in emb_names if n not in self.cameras]
+        extra = [n for n in self.cameras if n not in emb_names]
+        if missing:
+            problems.append(f"no cameras.<role> source settings for the embodiment's cameras {missing}")
+        if extra:
+            problems.append(f"cameras {extra} are not cameras of the embodiment ({emb_names})")
+        data = self.model_dump()
+        for name, height, width in embodiment_cameras:
+            cam = data["cameras"].get(name)
+            if cam is None:
+                continue
+            for key, value in (("height", height), ("width", width)):
+                if cam[key] is not None and cam[key] != value:
+                    problems.append(f"cameras.{name}.{key} = {cam[key]} disagrees with the embodiment's "
+                                    f"{height}x{width} (drop it to use the embodiment's size)")
+                cam[key] = value
+        if problems:
+            raise ParameterError(f"camera_ingest parameters vs embodiment '{self.embodiment}':\n  - "
+                                 + "\n  - ".join(problems))
+        data["camera_names"] = emb_names
+        return type(self).from_dict(data, source=f"embodiment {self.embodiment}")
+
     def ordered_cameras(self) -> list[tuple[str, CameraParams]]:
+        """(role, settings) in the model's order; needs resolved parameters (every size known)."""
+        if not self.camera_names or any(c.height is None or c.width is None for c in self.cameras.values()):
+            raise ParameterError("camera order or sizes unknown: call CameraIngestParams.resolved() first")
         return [(name, self.cameras[name]) for name in self.camera_names]

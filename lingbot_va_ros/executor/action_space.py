@@ -107,7 +107,8 @@ class EeRelativeSpace(ActionSpace):
                                 f"{list(self.joint_names)}")
             raise ActionSpaceError(self._load_error)
         if len(self.joint_names) != 14:
-            self._load_error = f"ee_relative needs the 14-joint bimanual arm, the arm config has {len(self.joint_names)}"
+            self._load_error = (f"ee_relative needs the 14-joint bimanual arm, the arm config has "
+                                f"{len(self.joint_names)}")
             raise ActionSpaceError(self._load_error)
         return self._kin, self._conv
 

@@ -256,8 +256,10 @@ class ExecutorCore:
             self._stale = True
             if self._segments:
                 self.counters["watchdog_cuts"] += 1
-                self._cut(f"inference heartbeat stale (> {self.cfg.heartbeat_timeout:.3f} s): cut the active chunk "
-                          f"at action {self.next_index}, decelerating to hold")
+                age = self.heartbeat_age(now)
+                self._cut(f"inference heartbeat stale ({'never received' if age is None else f'{age:.3f} s old'}, "
+                          f"timeout {self.cfg.heartbeat_timeout:.3f} s): cut the active chunk at action "
+                          f"{self.next_index}, decelerating to hold")
             if self.cfg.stale_requires_rearm and self.episode is not None:
                 self._latch("heartbeat", "inference heartbeat stale (stale_requires_rearm)")
         elif fresh and self._stale:

@@ -117,7 +117,7 @@ class SafetyLimiter:
         # 2. position band; where the arm already sits outside the margin band it may hold but not go further out.
         lo = np.maximum(np.minimum(self._lo, q_prev), lim.lower)
         hi = np.minimum(np.maximum(self._hi, q_prev), lim.upper)
-        clamped = np.clip(tgt, lo, hi)
+        clamped = np.minimum(np.maximum(tgt, lo), hi)  # (np.clip is several times slower on tiny arrays)
         flags[np.abs(clamped - tgt) > tol] |= POSITION
         tgt = clamped
 
@@ -139,10 +139,11 @@ class SafetyLimiter:
             nearest = np.clip(np.where(a_lo > s_hi, s_hi, s_lo), s_lo, s_hi)
             w_lo = np.where(empty, nearest, w_lo)
             w_hi = np.where(empty, nearest, w_hi)
-        v = np.clip(v_des, w_lo, w_hi)
+        v = np.minimum(np.maximum(v_des, w_lo), w_hi)
         changed = np.abs(v - v_des) * dt > tol
         if changed.any():
-            at_acc = changed & (((np.abs(v - a_lo) < 1e-9) & (a_lo >= s_lo)) | ((np.abs(v - a_hi) < 1e-9) & (a_hi <= s_hi)))
+            at_acc = changed & (((np.abs(v - a_lo) < 1e-9) & (a_lo >= s_lo))
+                                | ((np.abs(v - a_hi) < 1e-9) & (a_hi <= s_hi)))
             step_v = self._step / dt
             at_step = changed & ~at_acc & (np.abs(np.abs(v) - step_v) < 1e-9) & (step_v <= lim.velocity)
             flags[at_acc] |= ACCELERATION
@@ -151,8 +152,8 @@ class SafetyLimiter:
 
         # 4. hard invariants (the order matters: the step window wins over the band, so a joint never jumps).
         q = q_prev + v * dt
-        q = np.clip(q, lo, hi)
-        q = np.clip(q, q_prev - self._step, q_prev + self._step)
+        q = np.minimum(np.maximum(q, lo), hi)
+        q = np.minimum(np.maximum(q, q_prev - self._step), q_prev + self._step)
         if not np.isfinite(q).all():  # unreachable with finite q_prev; kept as the last line of defence
             bad = ~np.isfinite(q)
             q[bad] = q_prev[bad]

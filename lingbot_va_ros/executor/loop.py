@@ -112,6 +112,7 @@ class ControlLoop:
         self.stats = JitterStats(self.period)
         self.notes: list[str] = []
         self._stop = threading.Event()
+        self._configured = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -119,6 +120,7 @@ class ControlLoop:
             raise RuntimeError("control loop already started")
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
+        self._configured.wait(2.0)  # so ``notes`` (scheduler, affinity) are known when start() returns
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -130,13 +132,11 @@ class ControlLoop:
         return self._thread is not None and self._thread.is_alive()
 
     def run_for(self, seconds: float) -> dict[str, float]:
-        """Run on the calling thread for ``seconds`` (benchmarks); returns the stats summary."""
-        timer = threading.Timer(seconds, self._stop.set)
-        timer.start()
-        try:
-            self._run()
-        finally:
-            timer.cancel()
+        """Run on a fresh thread for ``seconds`` (benchmarks); returns the stats summary. A fresh thread so the
+        scheduling policy and affinity it sets never leak into the caller's thread."""
+        self.start()
+        time.sleep(seconds)
+        self.stop()
         return self.stats.summary()
 
     # ------------------------------------------------------------------------------------------------------
@@ -170,6 +170,7 @@ class ControlLoop:
 
     def _run(self) -> None:
         self._configure_thread()
+        self._configured.set()
         period = self.period
         deadline = time.perf_counter() + period
         prev_start: float | None = None

@@ -57,8 +57,9 @@ class WatchdogParams(SubParams):
 class TimingParams(SubParams):
     spin_s: float = Field(0.0003, ge=0.0, le=0.005, description="busy-wait before each deadline, s (absorbs "
                           "the kernel's wake-up latency)")
-    realtime_priority: int = Field(0, ge=0, le=99, description="SCHED_FIFO priority of the control thread "
-                                   "(0 = normal scheduling; needs rtprio rights)")
+    realtime_priority: int = Field(50, ge=0, le=99, description="SCHED_FIFO priority requested for the control "
+                                   "thread, as ros2_control's controller_manager does (0 = normal scheduling); "
+                                   "without rtprio rights it falls back to normal scheduling with a warning")
     cpu_affinity: list[int] = Field(default_factory=list, description="CPUs for the control thread (empty = any)")
     gil_switch_interval: float = Field(0.001, gt=0.0, le=0.05, description="sys.setswitchinterval for the "
                                        "process: how long another Python thread may hold the GIL before the "

@@ -47,7 +47,8 @@ class ExecutorRuntime:
                  publish: Callable[[Output], None], stamp_ns: Callable[[], int] = time.time_ns,
                  timing: TimingSettings | None = None, overrun_warn_ticks: int = 3, overrun_fault_ticks: int = 20,
                  status_period: float = 1.0, clock: Callable[[], float] = monotonic,
-                 alive: Callable[[], bool] = lambda: True):
+                 alive: Callable[[], bool] = lambda: True,
+                 on_publish_error: Callable[[str], None] | None = None):
         self.core = core
         self.driver = driver
         self.preparer = preparer
@@ -56,6 +57,7 @@ class ExecutorRuntime:
         self.stamp_ns = stamp_ns
         self.clock = clock
         self.alive = alive
+        self.on_publish_error = on_publish_error
         self.overrun_warn_ticks = overrun_warn_ticks
         self.overrun_fault_ticks = overrun_fault_ticks
         self.status_period = status_period
@@ -185,3 +187,6 @@ class ExecutorRuntime:
                     return
                 self.publish_errors += 1
                 self.last_publish_error = f"{type(exc).__name__}: {exc}"
+                if self.on_publish_error is not None and self.publish_errors in (1, 10, 100, 1000):
+                    self.on_publish_error(f"publishing executor outputs failed ({self.publish_errors} times so "
+                                          f"far): {self.last_publish_error}")

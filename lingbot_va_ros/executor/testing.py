@@ -73,7 +73,8 @@ def chunk_data(rows: np.ndarray, *, episode: str = "ep", chunk_index: int = 0, s
 
 def ramp(start_q: np.ndarray, rows: int, velocity: float = 0.5, period: float = 0.02,
          joints: Sequence[int] | None = None) -> np.ndarray:
-    """Rows that move the chosen joints (default: all but the grippers) at a constant velocity from ``start_q`` (first row one step ahead)."""
+    """Rows moving the chosen joints (default: all but the grippers) at a constant velocity from ``start_q``
+    (the first row is one step ahead)."""
     q = np.asarray(start_q, dtype=np.float64)
     out = np.repeat(q[None, :], rows, axis=0)
     if joints is None:  # the arm joints of the 14-joint layout (grippers have much smaller limits)

@@ -206,14 +206,14 @@ class BimanualKinematics:
         # the optimiser's bounds are the URDF limits; clip away round-off only
         return np.clip(np.asarray(sol, dtype=np.float64)[self._active[arm]], self._lo[arm], self._hi[arm])
 
-    def ik(self, ee16: Sequence[float], q_seed: Sequence[float]) -> np.ndarray:
-        """[16] EEF target -> [14] joints, seeded from ``q_seed`` [14] (normally the current joints).
+    def ik(self, ee16: Sequence[float], q_seed: Sequence[float] | None = None) -> np.ndarray:
+        """[16] EEF target -> [14] joints, seeded from ``q_seed`` [14] (normally the current joints; None = q 0).
 
         Raises :class:`UnreachableError` (naming the arm and the errors achieved) when an arm's target is out
         of reach within the joint limits and tolerances; ``ValueError`` for malformed input.
         """
         ee = np.asarray(ee16, dtype=np.float64)
-        seed = np.asarray(q_seed, dtype=np.float64)
+        seed = np.zeros(14) if q_seed is None else np.asarray(q_seed, dtype=np.float64)
         if ee.shape != (16,):
             raise ValueError(f"ik expects a 16-d EEF vector [L_xyz, L_quat, L_grip, R_xyz, R_quat, R_grip], "
                              f"got shape {ee.shape}")

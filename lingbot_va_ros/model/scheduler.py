@@ -43,4 +43,6 @@ class FlowMatchScheduler:
         i = self.index_of(timestep)
         sigma = self.sigmas[i]
         sigma_next = self.sigmas[i + 1] if i + 1 < len(self.timesteps) else 0
-        return sample + velocity * (sigma_next - sigma).to(velocity.device)
+        # float32 difference as in the reference, passed as a Python scalar: no host->device copy (which
+        # would synchronise a CUDA stream every step); a float32-exact scalar gives the same product.
+        return sample + velocity * float(sigma_next - sigma)

@@ -206,6 +206,8 @@ class TextContext(NamedTuple):
         """The first ``b`` streams (b=1: conditional only)."""
         if b == self.batch_size:
             return self
+        if b > self.batch_size:
+            raise ValueError(f"{b} streams requested but the text context holds {self.batch_size}")
         return TextContext([(k[:b], v[:b]) for k, v in self.kv])
 
 
@@ -358,7 +360,9 @@ class WanTransformer3DModel(ModelMixin, ConfigMixin):
         per_frame = h.shape[1] // f
         t = timesteps.to(device=h.device, dtype=torch.float32)
         if t.dim() == 1:
-            t = t.unsqueeze(0).expand(b, -1)
+            t = t.unsqueeze(0)
+        if t.shape[0] != b:
+            t = t.expand(b, -1)
         temb, proj = self._time(t, action_mode, h.dtype)
         if rope is None:
             rope = (

@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-action-commit", action="store_true", help="replay with the action commit forward elided")
     p.add_argument("--skip-unused-uncond", action="store_true", help="run only the cond stream in steps with guidance <= 1")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of the table")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads (0: torch default; 1 is fastest for tiny fixtures on busy CPUs)")
     args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
         fx = load_fixture(args.fixture_dir)
         report = replay_fixture(

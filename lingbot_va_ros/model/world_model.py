@@ -207,6 +207,9 @@ class LingBotVAWorldModel:
         mask = torch.zeros(tc.action_dim, dtype=torch.bool)
         mask[tc.used_action_channel_ids] = True
         self.action_mask = mask.to(self.device)
+        # multiplicative form of the mask: x * 0 like the reference's in-place ``*= 0``, without the
+        # boolean-index nonzero() that would synchronise the device before every action forward
+        self._action_keep = mask.to(self.device, torch.float32).view(1, -1, 1, 1, 1)
         self._q01 = torch.tensor(tc.q01, dtype=torch.float32).reshape(-1, 1, 1)
         self._q99 = torch.tensor(tc.q99, dtype=torch.float32).reshape(-1, 1, 1)
         self._inv_ids = torch.tensor(tc.inverse_channel_ids(), dtype=torch.long)
@@ -333,8 +336,8 @@ class LingBotVAWorldModel:
             raise ValueError("ground() needs observation latents")
         acts = self._mask_actions(self.normalize_actions(executed_actions).unsqueeze(0).to(self.device))
         f = video.shape[2]
-        self._forward(video, torch.zeros(f), fs, False, UPDATE_GT, "ground.video", output=False)
-        self._forward(acts, torch.zeros(acts.shape[2]), fs, True, UPDATE_GT, "ground.action", output=False)
+        self._forward(video, torch.zeros(f, device=self.device), fs, False, UPDATE_GT, "ground.video", output=False)
+        self._forward(acts, torch.zeros(acts.shape[2], device=self.device), fs, True, UPDATE_GT, "ground.action", output=False)
         self.frame_st_id = fs + f
         self._next_frame = self.frame_st_id
         self._last_ground_s = self._now() - t0
@@ -359,7 +362,7 @@ class LingBotVAWorldModel:
             pin = self.init_latent
         self.cache.clear_frames(fs, math.inf, pred_only=True)  # the stale forecast of this chunk
         acts = self._mask_actions(self.normalize_actions(executing_actions).unsqueeze(0).to(self.device))
-        self._forward(acts, torch.zeros(acts.shape[2]), fs, True, UPDATE_PRED, "imagine.action_known", output=False)
+        self._forward(acts, torch.zeros(acts.shape[2], device=self.device), fs, True, UPDATE_PRED, "imagine.action_known", output=False)
         latents = self._noise(video_noise, (tc.latent_channels, tc.frame_chunk_size, tc.latent_height, tc.latent_width), generator)
         latents, _, _ = self._video_loop(latents, fs, pin, "imagine")
         self._next_frame = fs + tc.frame_chunk_size
@@ -387,7 +390,7 @@ class LingBotVAWorldModel:
             self._forward(x, t, fs, False, UPDATE_PRED, "keep.video", output=False)
             # the action commit runs at the padded t = 0 (frame 0 of the first chunk is 0 anyway)
             a = self._mask_actions(result.actions_normalized.to(self.device, torch.float32).unsqueeze(0).clone())
-            self._forward(a, torch.zeros(tc.frame_chunk_size), fs, True, UPDATE_PRED, "keep.action", output=False)
+            self._forward(a, torch.zeros(tc.frame_chunk_size, device=self.device), fs, True, UPDATE_PRED, "keep.action", output=False)
         self._next_frame = hi
 
     # ------------------------------------------------------------------ loops
@@ -403,7 +406,7 @@ class LingBotVAWorldModel:
             last = i == len(ts) - 1
             if pin is not None:
                 latents[:, :, 0:1] = pin
-            tv = torch.full((f,), float(t), dtype=torch.float32)
+            tv = torch.full((f,), float(t), dtype=torch.float32, device=self.device)  # no H2D copy per step
             if pin is not None:
                 tv[0] = 0.0
             if last:
@@ -430,7 +433,7 @@ class LingBotVAWorldModel:
             if first:
                 actions[:, :, 0:1] = 0.0  # frame 0 = conditioning frame: zero actions (normalised space)
             actions = self._mask_actions(actions)
-            ta = torch.full((f,), float(t), dtype=torch.float32)
+            ta = torch.full((f,), float(t), dtype=torch.float32, device=self.device)
             if first:
                 ta[0] = 0.0
             if last:
@@ -470,8 +473,7 @@ class LingBotVAWorldModel:
         return out[0:1]
 
     def _mask_actions(self, a: torch.Tensor) -> torch.Tensor:
-        a[:, ~self.action_mask] = 0.0  # unused channels are zeroed before every action forward
-        return a
+        return a.mul_(self._action_keep)  # unused channels are zeroed before every action forward
 
     def _noise(self, given, shape, generator) -> torch.Tensor:
         if given is not None:

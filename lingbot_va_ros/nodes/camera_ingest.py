@@ -23,7 +23,7 @@ from lingbot_va_ros.common.qos import RELIABLE, RELIABLE_DEEP
 from lingbot_va_ros.common.registry import CAMERA_SOURCES, PluginError
 from lingbot_va_ros.nodes.runtime import node_options, run_node
 
-NODE_NAME = "camera_ingest"
+NODE_NAME = "lingbot_va_camera_ingest"
 
 
 class CameraIngestNode(Node):
@@ -33,7 +33,7 @@ class CameraIngestNode(Node):
 
         from lingbot_va_ros.msg import ActionTick, Observation
 
-        self.params = CameraIngestParams.from_node(self)
+        self.params = CameraIngestParams.from_node(self).resolved()
         self._sources: dict[str, CameraSource] = {}
         self._timing_file = None
         log = self.get_logger()
@@ -52,7 +52,7 @@ class CameraIngestNode(Node):
         self._Observation = Observation
         if self.params.timing_log:
             self._timing_file = open(self.params.timing_log, "w", buffering=1)  # noqa: SIM115 - closed in close()
-            self._timing_file.write("episode_id,action_index,key_frame_index,tick_stamp_ns,total_ms,work_ms,"
+            self._timing_file.write("episode_id,action_index,key_frame_index,tick_stamp_ns,total_ms,work_ms,cpu_ms,"
                                     "waited_for_frames_ms,waited_inflight_ms,valid\n")
         self.ingest.start()
         for source in self._sources.values():
@@ -82,7 +82,7 @@ class CameraIngestNode(Node):
                 f"no Observation for action_index {tick.action_index} (key frame {tick.key_frame_index}, episode "
                 f"'{tick.episode_id}'): {result.reason()}", throttle_duration_sec=1.0)
             self._publish_health()
-            self._log_timing(result, float("nan"), float("nan"))
+            self._log_timing(result, float("nan"), float("nan"), float("nan"))
             return
         msg = self._Observation(episode_id=tick.episode_id, action_index=tick.action_index,
                                 key_frame_index=tick.key_frame_index,
@@ -91,15 +91,15 @@ class CameraIngestNode(Node):
         msg.images = [rgb_to_image_msg(c.frame.rgb, c.frame.stamp_ns, c.camera) for c in result.choices]
         msg.capture_stamps = [ns_to_stamp(c.frame.stamp_ns) for c in result.choices]
         self._observation_pub.publish(msg)
-        total, work = self.ingest.record_published(result, time.monotonic_ns())
-        self._log_timing(result, total, work)
+        total, work, cpu = self.ingest.record_published(result, time.monotonic_ns())
+        self._log_timing(result, total, work, cpu)
 
-    def _log_timing(self, result: KeyFrameResult, total_ms: float, work_ms: float) -> None:
+    def _log_timing(self, result: KeyFrameResult, total_ms: float, work_ms: float, cpu_ms: float) -> None:
         if self._timing_file is None:
             return
         t = result.tick
         self._timing_file.write(
-            f"{t.episode_id},{t.action_index},{t.key_frame_index},{t.stamp_ns},{total_ms:.4f},{work_ms:.4f},"
+            f"{t.episode_id},{t.action_index},{t.key_frame_index},{t.stamp_ns},{total_ms:.4f},{work_ms:.4f},{cpu_ms:.4f},"
             f"{result.waited_for_frames_ns / 1e6:.4f},{result.waited_inflight_ns / 1e6:.4f},{int(result.valid)}\n")
 
     # -- diagnostics -------------------------------------------------------------------------------------
@@ -128,24 +128,9 @@ class CameraIngestNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-    if os.environ.get("AB_SWITCH"):
-        sys.setswitchinterval(float(os.environ["AB_SWITCH"]))
-    if os.environ.get("AB_EXEC"):
-        import rclpy
-        from rclpy.experimental import EventsExecutor
-        from rclpy.executors import SingleThreadedExecutor
-        rclpy.init(args=argv if argv is not None else sys.argv)
-        node = CameraIngestNode()
-        ex = EventsExecutor() if os.environ["AB_EXEC"] == "events" else SingleThreadedExecutor()
-        ex.add_node(node)
-        try:
-            ex.spin()
-        except KeyboardInterrupt:
-            pass
-        node.close()
-        return 0
-    return run_node(CameraIngestNode, num_threads=4, argv=argv)
+    # Every callback only stamps and enqueues (decode, assembly and waiting run on the ingest's own threads),
+    # so two executor threads suffice: one can take a tick while the other deserialises an image.
+    return run_node(CameraIngestNode, num_threads=2, argv=argv)
 
 
 if __name__ == "__main__":

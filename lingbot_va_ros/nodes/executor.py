@@ -34,6 +34,7 @@ from lingbot_va_ros.msg import ActionChunk, ActionTick, ExecutedActions
 from lingbot_va_ros.nodes.runtime import node_options, run_node
 
 NODE_NAME = "lingbot_va_executor"
+_WARN_EVENTS = ("rejected", "LATCHED", "gap", "no chunk", "inference heartbeat stale")
 # Heartbeats: best effort matches any publisher, and one lost beat is covered by the timeout.
 HEARTBEAT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
 
@@ -78,7 +79,8 @@ class ExecutorNode(Node):
             timing=TimingSettings(spin_s=p.timing.spin_s, realtime_priority=p.timing.realtime_priority,
                                   cpu_affinity=tuple(p.timing.cpu_affinity)),
             overrun_warn_ticks=w.overrun_warn_ticks, overrun_fault_ticks=w.overrun_fault_ticks,
-            status_period=p.diagnostics_period, alive=lambda: self.context.ok())
+            status_period=p.diagnostics_period, alive=lambda: self.context.ok(),
+            on_publish_error=lambda text: self.get_logger().error(text))
 
         chunks_group = MutuallyExclusiveCallbackGroup()   # chunks in arrival order, off the safety callbacks
         safety_group = ReentrantCallbackGroup()           # heartbeat / e-stop never wait behind IK
@@ -99,7 +101,10 @@ class ExecutorNode(Node):
             f"URDF {urdf_path or '(limits from YAML)'}, seam '{p.seam.policy}', heartbeat timeout "
             f"{w.heartbeat_timeout:g} s, action spaces {p.action_spaces}; max step "
             f"{lim.max_step.min():.4f}..{lim.max_step.max():.4f}, velocity {lim.velocity.min():.3f}.."
-            f"{lim.velocity.max():.3f}; timing: {', '.join(self.runtime.loop.notes) or 'default'}")
+            f"{lim.velocity.max():.3f}; control thread: {', '.join(self.runtime.loop.notes) or 'default scheduling'}")
+        for note in self.runtime.loop.notes:
+            if "refused" in note:
+                self.get_logger().warning(f"control thread: {note}")
 
     # ------------------------------------------------------------------ callbacks (convert + enqueue only)
     def _on_chunk(self, msg: ActionChunk) -> None:
@@ -115,20 +120,30 @@ class ExecutorNode(Node):
 
     def _on_rearm(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.success, response.message = self.runtime.rearm()
-        (self.get_logger().info if response.success else self.get_logger().warning)(f"re-arm: {response.message}")
+        self._log("info" if response.success else "warn", f"re-arm: {response.message}")
         return response
+
+    def _log(self, level: str, text: str) -> None:
+        # One call site per severity: rclpy refuses a call site whose severity changes between calls.
+        log = self.get_logger()
+        if level == "error":
+            log.error(text)
+        elif level == "warn":
+            log.warning(text)
+        elif level == "info":
+            log.info(text)
+        else:
+            log.debug(text)
 
     # ------------------------------------------------------------------ publisher thread
     def _publish(self, out: Output) -> None:
         if not self.context.ok():
             return
         res = out.result
-        log = self.get_logger()
         for level, text in out.logs:
-            getattr(log, {"warn": "warning"}.get(level, level))(text)
+            self._log(level, text)
         for text in res.events:
-            (log.warning if text.startswith(("rejected", "LATCHED", "gap", "no chunk", "inference heartbeat stale"))
-             else log.info)(text)
+            self._log("warn" if text.startswith(_WARN_EVENTS) else "info", text)
         stamp = ns_to_stamp(out.stamp_ns)
         if res.command is not None:
             msg = JointState(name=self.joint_names, position=res.command.tolist(), velocity=res.velocity.tolist())

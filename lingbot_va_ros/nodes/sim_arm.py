@@ -130,7 +130,7 @@ class SimArmNode(Node):
             if delay > 0 and self._stop.wait(delay):
                 break
             now = time.monotonic()
-            if now - next_tick > period:      # stalled (CPU starved): no burst of catch-up ticks
+            if now - next_tick > p.max_lag_s:  # stalled: resume the schedule from now, no burst of ticks
                 next_tick = now
             begin = time.perf_counter()
             with self._lock:
@@ -217,6 +217,8 @@ class SimArmNode(Node):
                 if not ok:
                     break
                 self._frame_rate.add(time.perf_counter() - begin)
+        except Exception as exc:  # noqa: BLE001 - a GL failure stops the cameras, never physics
+            self.get_logger().error(f"camera thread stopped: {type(exc).__name__}: {exc}")
         finally:
             renderer.close()
 

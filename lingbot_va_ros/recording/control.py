@@ -85,9 +85,9 @@ def parse_command(text: str) -> Command:
     for key in allowed - {"metadata"}:
         if key in data and not isinstance(data[key], str):
             raise ControlError(f"'{key}' must be a string")
-    cmd = cls(**data)
-    if isinstance(cmd, StartEpisode) and not cmd.episode_id.strip():
+    if cls is StartEpisode and not str(data.get("episode_id", "")).strip():
         raise ControlError("'start' needs a non-empty episode_id")
+    cmd = cls(**data)
     if isinstance(cmd, StopEpisode) and cmd.outcome not in OUTCOMES:
         raise ControlError(f"outcome {cmd.outcome!r} is not one of {list(OUTCOMES)}")
     return cmd

@@ -76,9 +76,10 @@ def write_annotation(bag: str | Path, annotation: Annotation, overwrite: bool = 
     return path
 
 
-def prompt_scores(steps: Sequence[str], ask: Callable[[str], str] = input,
+def prompt_scores(steps: Sequence[str], ask: Callable[[str], str] | None = None,
                   say: Callable[[str], None] = print) -> tuple[float, ...]:
     """Ask for each step's score until a valid one is given (interactive annotate)."""
+    ask = ask or input
     say("Score each step: 1 = first try, 0.5 = after a retry, 0 = failed (also: y = 1, r = 0.5, n = 0).")
     aliases = {"y": 1.0, "yes": 1.0, "r": 0.5, "retry": 0.5, "n": 0.0, "no": 0.0}
     scores = []

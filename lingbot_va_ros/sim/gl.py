@@ -45,8 +45,6 @@ def ensure_gl_backend() -> str:
     chosen = os.environ.get("MUJOCO_GL", "").strip().lower()
     if chosen:
         return chosen
-    if "mujoco" in sys.modules:  # too late to choose; rendering will report the problem
-        return ""
     reasons = []
     for backend in CANDIDATES:
         ok, why = probe(backend)
@@ -65,3 +63,21 @@ def unavailable_message(exc: BaseException | None = None) -> str:
     return (f"headless rendering is unavailable (MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r}"
             f"{', probes: ' + reasons if reasons else ''}{', error: ' + repr(exc) if exc else ''}); "
             f"install the OpenGL libraries: {APT_HINT}")
+
+
+def gl_context_class():
+    """The GLContext class of the chosen backend. Imported explicitly (not via ``mujoco.GLContext``) so that
+    rendering works even when something imported mujoco before MUJOCO_GL was set."""
+    backend = ensure_gl_backend() or os.environ.get("MUJOCO_GL", "")
+    try:
+        if backend == "egl":
+            from mujoco.egl import GLContext
+        elif backend == "osmesa":
+            from mujoco.osmesa import GLContext
+        elif backend in ("glfw", "glx"):
+            from mujoco.glfw import GLContext
+        else:
+            raise RenderUnavailable(unavailable_message())
+    except ImportError as exc:
+        raise RenderUnavailable(unavailable_message(exc)) from exc
+    return GLContext

@@ -138,7 +138,7 @@ def test_no_wait_when_the_next_frame_cannot_be_nearer(make):
         for cam in NAMES:
             h.frame(cam, i * 33.3, i)
     h.settle()
-    h.tick(110.0)                                  # 10 ms after the newest frame: it is already the nearest
+    h.tick(105.0)                                  # 5 ms after the newest frame: it is already the nearest
     r = h.result(timeout=0.2)
     assert r.valid and r.waited_for_frames_ns == 0
 

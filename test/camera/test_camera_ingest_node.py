@@ -15,6 +15,7 @@ from lingbot_va_ros.common import topics
 from lingbot_va_ros.common.conversions import image_msg_to_rgb, ns_to_stamp, rgb_to_image_msg, stamp_to_ns
 from lingbot_va_ros.common.qos import RELIABLE_DEEP, SENSOR_DATA
 from lingbot_va_ros.msg import ActionTick, Observation
+from lingbot_va_ros.nodes.camera_ingest import NODE_NAME
 from lingbot_va_ros.testing.ros_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(90)]
@@ -87,7 +88,7 @@ def rig(probe, launch, tmp_path):
         params["cameras"][role] = {"source": source, "settings": {"topic": topic}, "height": size[0],
                                    "width": size[1], "latency_offset": offset, "max_age": 0.1, "max_wait": 0.2}
     path = tmp_path / "camera_ingest.yaml"
-    path.write_text(yaml.safe_dump({"camera_ingest": {"ros__parameters": params}}))
+    path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
 
     cams = {role: FakeCamera(probe, topic, rate, shape, kind)
             for role, (topic, rate, shape, kind, *_rest) in CAMERAS.items()}
@@ -143,6 +144,7 @@ def test_ticks_give_time_aligned_model_sized_observations(rig):
     got = observations.wait_for(count=9, timeout=20, what="observations")
     time.sleep(0.25)                                # frames after the last tick, for the nearest check
     assert [o.action_index for o in got] == list(sent_ticks)
+    not_nearest = []
     for obs in got:
         stamp = sent_ticks[obs.action_index]
         assert obs.episode_id == "ep-7" and stamp_to_ns(obs.header.stamp) == stamp
@@ -158,9 +160,12 @@ def test_ticks_give_time_aligned_model_sized_observations(rig):
             rgb = image_msg_to_rgb(img)
             assert abs(int(np.median(rgb[..., 1])) - 90) <= 3 and int(np.median(rgb[..., 2])) <= 4  # RGB order
             target = stamp - int(offset * 1e9)
-            assert capture_ns == cam.nearest_sent(target), (
-                f"{role}: chose the frame {(target - capture_ns) / 1e6:.1f} ms from the target, the nearest was "
-                f"{(target - cam.nearest_sent(target)) / 1e6:.1f} ms")
+            nearest = cam.nearest_sent(target)
+            if capture_ns != nearest:
+                not_nearest.append(f"action {obs.action_index} {role}: chose {(target - capture_ns) / 1e6:+.1f} ms "
+                                   f"from the target, nearest published {(target - nearest) / 1e6:+.1f} ms")
+    # Exact, except that a loaded machine may deliver one best-effort frame late or not at all.
+    assert len(not_nearest) <= 1, "\n".join(not_nearest)
     assert node.alive()
 
 

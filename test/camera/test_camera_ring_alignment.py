@@ -93,8 +93,8 @@ def test_period_estimate_is_robust_to_one_gap():
 def test_waiting_helps_only_when_the_next_frame_can_be_nearer():
     period = 33 * MS
     assert not next_frame_could_be_nearer(1_000 * MS, 1_000 * MS, period)      # newest at/after target
-    assert not next_frame_could_be_nearer(990 * MS, 1_000 * MS, period)        # 10 ms < half a period
-    assert next_frame_could_be_nearer(980 * MS, 1_000 * MS, period)            # 20 ms > half a period
+    assert not next_frame_could_be_nearer(993 * MS, 1_000 * MS, period)        # 7 ms < a quarter period
+    assert next_frame_could_be_nearer(990 * MS, 1_000 * MS, period)            # 10 ms: a jittered next frame may be nearer
     assert next_frame_could_be_nearer(999 * MS, 1_000 * MS, None)              # period unknown: wait
 
 

@@ -191,7 +191,8 @@ def test_plausible_streams_execute_and_keep_invariants(script, policy):
         values = base + slope * np.arange(1, rows + 1)[:, None] + np.zeros((rows, J))
         values[:, [6, 13]] = q[[6, 13]]
         same = core.episode == episode
-        data = ChunkData(episode_id=episode, chunk_index=(core._last_chunk_index + index_step) if same else 0,  # noqa: SLF001
+        index = (core._last_chunk_index + index_step) if same else 0  # noqa: SLF001
+        data = ChunkData(episode_id=episode, chunk_index=index,
                          start_index=max(0, (core.next_index if same else 0) + start), action_space="joint",
                          channel_names=NAMES, shape=values.shape, actions=values.astype(np.float32).reshape(-1),
                          control_period=DT)

@@ -97,7 +97,8 @@ def test_every_shipped_arm_yaml_validates_with_its_driver(name):
 
 def test_arm_yaml_by_path(tmp_path: Path):
     p = tmp_path / "my_arm.yaml"
-    p.write_text("driver: mock\nurdf: null\njoints: [a]\nlimits:\n  joints:\n    a: {lower: -1, upper: 1, velocity: 1}\n")
+    p.write_text("driver: mock\nurdf: null\njoints: [a]\n"
+                 "limits:\n  joints:\n    a: {lower: -1, upper: 1, velocity: 1}\n")
     arm = load_arm_config(str(p))
     lim = arm.build_limits()
     assert lim.names == ("a",) and lim.upper[0] == 1.0
@@ -199,3 +200,10 @@ def test_ros2_control_action_interface_without_control_msgs_fails_clearly():
     with pytest.raises(DriverError, match="control_msgs.*not on PyPI"):
         cls(None, ["a"], {"interface": "follow_joint_trajectory",
                           "controllers": [{"name": "/arm", "joints": ["a"]}]})
+
+
+def test_shipped_executor_params_file_validates():
+    from lingbot_va_ros.executor.params import ExecutorParams
+
+    p = ExecutorParams.from_yaml(share_dir() / "config" / "executor.yaml", "lingbot_va_executor")
+    assert p == ExecutorParams()    # the file documents the defaults

@@ -114,3 +114,9 @@ def test_gripper_units(kin):
     ee[7], ee[15] = 1.0, 1.7                          # beyond fully open: clipped to the joint limit
     q = kin.ik(ee, HOME)
     assert q[6] == pytest.approx(0.04) and q[13] == pytest.approx(0.04)
+
+
+def test_ik_without_a_seed_starts_from_zero(kin):
+    target = kin.fk(HOME)
+    for pos_err, ang_err in _errors(kin, target, kin.fk(kin.ik(target))):
+        assert pos_err < 1e-3 and ang_err < 1e-2

@@ -102,7 +102,8 @@ def joint_scales(grippers: np.ndarray, position_unit: str, gripper_scale: float)
     return np.where(grippers, float(gripper_scale), arm)
 
 
-def resolve_joint_map(joint_names: Sequence[str], spec: Mapping[str, str] | Sequence[str] | None) -> list[tuple[int, str]]:
+def resolve_joint_map(joint_names: Sequence[str],
+                      spec: Mapping[str, str] | Sequence[str] | None) -> list[tuple[int, str]]:
     """(executor index, driver joint name) pairs for a group; ``spec`` is a dict executor->driver name, a
     list of executor names (driver names identical), or None (every joint, identical names)."""
     index = {n: i for i, n in enumerate(joint_names)}

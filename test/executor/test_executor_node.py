@@ -1,0 +1,189 @@
+"""The executor node in its own process over real DDS, with the mock arm driver."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import yaml
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, Header, String
+from std_srvs.srv import Trigger
+
+from lingbot_va_ros.common import qos, topics
+from lingbot_va_ros.common.conversions import pack_matrix, seconds_to_duration, unpack_matrix
+from lingbot_va_ros.executor.arm_config import BIMANUAL_JOINTS
+from lingbot_va_ros.executor.testing import make_urdf
+from lingbot_va_ros.msg import ActionChunk, ActionTick, ExecutedActions
+from lingbot_va_ros.testing.ros_harness import wait_until
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(90)]
+HEARTBEAT_TIMEOUT = 0.3
+ARM = [i for i in range(14) if i not in (6, 13)]
+
+
+@pytest.fixture
+def executor_params(tmp_path):
+    urdf = tmp_path / "arm.urdf"
+    urdf.write_text(make_urdf())
+    arm = {"driver": "mock", "driver_params": {"lag_tau": 0.0}, "rate_hz": 50.0, "joints": list(BIMANUAL_JOINTS),
+           "urdf": str(urdf),
+           "limits": {"velocity_scale": 0.5,
+                      "default": {"position_margin": 0.02, "max_acceleration": 4.0, "max_step": 0.03,
+                                  "max_first_jump": 0.2, "tracking_tolerance": 0.5},
+                      "joints": {"*gripper*": {"position_margin": 0.0005, "max_acceleration": 0.5,
+                                               "max_step": 0.002, "max_first_jump": 0.02}}}}
+    (tmp_path / "arm.yaml").write_text(yaml.safe_dump(arm))
+    params = {"lingbot_va_executor": {"ros__parameters": {
+        "arm": str(tmp_path / "arm.yaml"), "actions_per_keyframe": 4, "diagnostics_period": 0.5,
+        "watchdog": {"heartbeat_timeout": HEARTBEAT_TIMEOUT, "gap_timeout": 0.1}}}}
+    path = tmp_path / "executor.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+class Graph:
+    """Probe-side endpoints of the executor's interface plus a heartbeat thread (the inference stand-in)."""
+
+    def __init__(self, probe):
+        self.probe = probe
+        self.commands = probe.subscribe(JointState, topics.COMMAND, qos.COMMAND)
+        self.ticks = probe.subscribe(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
+        self.executed = probe.subscribe(ExecutedActions, topics.EXECUTED_ACTIONS, qos.RELIABLE_DEEP)
+        self.states = probe.subscribe(String, topics.EXECUTOR_STATE, qos.LATCHED)
+        self.joint_states = probe.subscribe(JointState, topics.JOINT_STATES, qos.SENSOR_DATA)
+        self.chunk_pub = probe.publisher(ActionChunk, topics.ACTION_CHUNK, qos.RELIABLE_DEEP)
+        self.hb_pub = probe.publisher(Header, topics.HEARTBEAT, qos.RELIABLE)
+        self.estop_pub = probe.publisher(Bool, topics.E_STOP, qos.RELIABLE)
+        self.rearm = probe.node.create_client(Trigger, topics.REARM)
+        self.episode = "ep1"
+        self.last_beat = 0.0
+        self._beating = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread.start()
+
+    def _beat(self):
+        while not self._stop.is_set():
+            if self._beating.is_set():
+                self.hb_pub.publish(Header(frame_id=self.episode))
+                self.last_beat = time.monotonic()
+            time.sleep(0.05)   # 20 Hz, like the inference node
+
+    def ready(self):
+        for pub in (self.chunk_pub, self.hb_pub, self.estop_pub):
+            self.probe.wait_for_subscribers(pub, timeout=30)
+        self.commands.wait_for(timeout=30, what="first command (executor initialised)")
+        self.probe.wait_for_service(self.rearm, timeout=30)
+        self.heartbeat(True)
+        wait_until(lambda: self.state().get("heartbeat_age_s") is not None, 10, "executor sees heartbeats",
+                   on_timeout=lambda: str(self.state()))
+
+    def heartbeat(self, on: bool):
+        (self._beating.set if on else self._beating.clear)()
+
+    def state(self) -> dict:
+        msgs = self.states.messages
+        return json.loads(msgs[-1].data) if msgs else {}
+
+    def q(self) -> np.ndarray:
+        return np.array(self.commands.messages[-1].position)
+
+    def send(self, rows, chunk_index, start):
+        msg = ActionChunk(episode_id=self.episode, chunk_index=chunk_index, start_index=start, action_space="joint",
+                          channel_names=list(BIMANUAL_JOINTS), mode="sync")
+        msg.control_period = seconds_to_duration(0.02)
+        msg.shape, msg.actions = pack_matrix(np.asarray(rows, dtype=np.float32))
+        self.chunk_pub.publish(msg)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+
+def ramp_from(q0, n, v=0.05, first=1):
+    rows = np.repeat(np.asarray(q0, float)[None], n, axis=0)
+    rows[:, ARM] += (np.arange(first, first + n) * v * 0.02)[:, None]
+    return rows
+
+
+def test_chunk_to_commands_ticks_executed_actions_then_hold_on_heartbeat_loss(probe, launch, executor_params):
+    node = launch("lingbot_va_ros.nodes.executor", params_file=executor_params)
+    g = Graph(probe)
+    try:
+        g.ready()
+        q0 = g.q()
+        rows = ramp_from(q0, 16)
+        g.send(rows, chunk_index=0, start=0)
+        ticks = g.ticks.wait_for(count=4, timeout=10, what="4 key-frame ticks")
+        assert [(t.episode_id, t.action_index, t.key_frame_index) for t in ticks[:4]] == [
+            ("ep1", 3, 1), ("ep1", 7, 2), ("ep1", 11, 3), ("ep1", 15, 4)]
+        executed = g.executed.wait_for(count=4, timeout=10, what="4 ExecutedActions")
+        assert [e.start_index for e in executed[:4]] == [0, 4, 8, 12]
+        got = np.concatenate([unpack_matrix(e.shape, e.actions) for e in executed[:4]])
+        modified = np.concatenate([list(e.modified) for e in executed[:4]])
+        assert all(list(e.channel_names) == list(BIMANUAL_JOINTS) and e.action_space == "joint" for e in executed)
+        # the first actions ease in from rest (crossfade from the held command) and say so; the rest are the
+        # chunk's own values, bit for bit
+        assert modified[0] and not modified[8:].any()
+        np.testing.assert_array_equal(got[~modified], rows.astype(np.float32)[~modified])
+        # each tick is stamped at the instant its action was commanded: a command carries the same stamp
+        by_stamp = {(c.header.stamp.sec, c.header.stamp.nanosec): c for c in g.commands.messages}
+        for tick, ex in zip(ticks[:4], executed[:4]):
+            cmd = by_stamp[(tick.header.stamp.sec, tick.header.stamp.nanosec)]
+            np.testing.assert_allclose(cmd.position, unpack_matrix(ex.shape, ex.actions)[-1], atol=1e-6)
+            assert ex.header.stamp == tick.header.stamp
+        assert g.joint_states.wait_for(timeout=5, what="mock /joint_states")[0].name[0] == "left_joint1"
+
+        # a long chunk, then the inference process goes silent: the chunk is cut mid-way and the arm holds
+        g.send(ramp_from(rows[-1], 300, first=1), chunk_index=1, start=16)
+        g.ticks.wait_for(count=8, timeout=10, what="ticks of the long chunk")
+        g.heartbeat(False)
+        silent_since = g.last_beat
+        stale = wait_until(lambda: (s := g.state()).get("reason") == "inference heartbeat stale" and s, 5,
+                           "executor reports the stale heartbeat", on_timeout=lambda: str(g.state()))
+        first = next(t for m, t in zip(g.states.messages, g.states.stamps)
+                     if t > silent_since and json.loads(m.data)["reason"] == "inference heartbeat stale")
+        detected = first - silent_since
+        assert detected < HEARTBEAT_TIMEOUT + 0.25, (detected, time.time(), node.output()[-2000:])
+        assert stale["counters"]["watchdog_cuts"] == 1 and stale["next_index"] < 16 + 300
+        wait_until(lambda: g.state().get("state") == "holding", 5, "decelerated to hold")
+        n = len(g.ticks.messages)
+        g.commands.clear()
+        g.commands.wait_for(count=10, timeout=5, what="commands while holding")
+        held = np.array([c.position for c in g.commands.messages])
+        assert np.all(held == held[0]) and len(g.ticks.messages) == n
+        assert node.alive()
+    finally:
+        g.close()
+
+
+def test_e_stop_latches_until_the_rearm_service(probe, launch, executor_params):
+    node = launch("lingbot_va_ros.nodes.executor", params_file=executor_params)
+    g = Graph(probe)
+    try:
+        g.ready()
+        rows = ramp_from(g.q(), 400, v=0.2)
+        g.send(rows, chunk_index=0, start=0)
+        g.ticks.wait_for(count=3, timeout=10, what="executing")
+        g.estop_pub.publish(Bool(data=True))
+        wait_until(lambda: g.state().get("state") == "estop", 5, "estop state", on_timeout=lambda: str(g.state()))
+        g.estop_pub.publish(Bool(data=False))      # releasing the topic does not clear the latch
+        wait_until(lambda: not g.state().get("moving", True), 5, "controlled stop finished")
+        n_ticks = len(g.ticks.messages)
+        nxt = g.state()["next_index"]
+        g.send(ramp_from(g.q(), 50), chunk_index=1, start=nxt)   # dropped while latched
+        wait_until(lambda: g.state()["counters"]["chunks_dropped_latched"] >= 1, 5, "chunk dropped while latched")
+        assert g.state()["state"] == "estop" and len(g.ticks.messages) == n_ticks
+
+        resp = g.probe.call(g.rearm, Trigger.Request(), timeout=10)
+        assert resp.success, resp.message
+        wait_until(lambda: g.state().get("state") == "holding", 5, "re-armed, holding")
+        g.send(ramp_from(g.q(), 40), chunk_index=2, start=nxt)
+        g.ticks.wait_for(count=n_ticks + 3, timeout=10, what="ticks after re-arm")
+        assert g.state()["counters"]["e_stops"] == 1 and g.state()["counters"]["rearms"] == 1
+        assert node.alive()
+    finally:
+        g.close()
