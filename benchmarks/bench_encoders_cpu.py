@@ -136,6 +136,16 @@ def bench_vae(vae, runs: int, rows: list) -> None:
         rows.append(("display decode, 2 latent frames, 3 cams (last frame kept)",
                      ms(timed(lambda: obs.decode(canvas, last_frame_only=True), max(3, runs // 2))), "ms"))
 
+        # Intra-op threads: on a shared, oversubscribed CPU, OpenMP spin-waiting can make more threads slower
+        current = torch.get_num_threads()
+        for n in sorted({1, os.cpu_count() or 1}):
+            torch.set_num_threads(n)
+            try:
+                rows.append((f"  same head group with {n} torch thread(s)",
+                             ms(timed(lambda: enc.encode(head4), runs, setup=primed)), "ms"))
+            finally:
+                torch.set_num_threads(current)
+
         # PyTorch's default CPU conv3d path, for comparison (same weights, override removed)
         from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 

@@ -50,8 +50,11 @@ def _camera_params(opts: BringupOptions) -> Path:
 
 
 def build_graph(opts: BringupOptions) -> list[NodeSpec]:
+    from lingbot_va_ros.model.embodiment import load_embodiment
+
     arm_yaml = str(resolve_config(opts.arm, "arms"))
     embodiment_yaml = str(resolve_config(opts.embodiment, "embodiments"))
+    embodiment = load_embodiment(embodiment_yaml)
     nodes = []
     if opts.use_sim:
         nodes.append(NodeSpec("sim_arm", "sim_arm_node", "lingbot_va_ros.nodes.sim_arm",
@@ -63,7 +66,10 @@ def build_graph(opts: BringupOptions) -> list[NodeSpec]:
                  respawn=opts.use_respawn),
         NodeSpec("lingbot_va_executor", "executor_node", "lingbot_va_ros.nodes.executor",
                  params_files=(str(config_path("executor.yaml")),),
-                 overrides={"arm": arm_yaml, "embodiment": embodiment_yaml}, respawn=False),
+                 # the control rate and key-frame spacing are the model's (what it was trained with)
+                 overrides={"arm": arm_yaml, "rate_hz": float(embodiment.control_hz),
+                            "actions_per_keyframe": int(embodiment.actions_per_keyframe)},
+                 respawn=False),  # never respawn the last line of defence behind the operator's back
         NodeSpec("lingbot_va_inference", "inference_node", "lingbot_va_ros.nodes.inference",
                  params_files=(str(config_path("inference.yaml")),),
                  overrides={"checkpoint": opts.checkpoint, "embodiment": embodiment_yaml, "device": opts.device,

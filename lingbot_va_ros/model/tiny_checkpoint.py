@@ -27,9 +27,9 @@ TINY_TRANSFORMER = dict(
     rope_max_seq_len=1024, pos_embed_seq_len=None, attn_mode="torch",
 )
 # Wan2.2 VAE structure (is_residual, patch_size 2, 12 patchified channels, 4 levels -> 8x after the 2x
-# patchify = 16x, temporal downsampling in levels 2 and 3 = 4x) with 10x fewer channels and 1 block/level.
+# patchify = 16x, temporal downsampling in levels 2 and 3 = 4x) with 20x fewer channels and 1 block/level.
 TINY_VAE = dict(
-    base_dim=16, decoder_base_dim=8, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
+    base_dim=8, decoder_base_dim=8, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
     temperal_downsample=[False, True, True], dropout=0.0, is_residual=True, in_channels=12, out_channels=12,
     patch_size=2, scale_factor_temporal=4, scale_factor_spatial=16,
 )

@@ -115,3 +115,11 @@ def test_a_tick_that_raises_latches_a_fault_instead_of_killing_the_loop():
         rt.stop()
     assert rt.tick_errors == 1
     assert any(level == "error" for o in sink.outputs for level, _ in o.logs)
+
+
+def test_consecutive_late_ticks_latch_an_overrun_fault():
+    rt, driver, sink = _runtime()
+    rt.overrun_fault_ticks = 5
+    rt.loop.stats.consecutive_late = 5       # as if the last five ticks started late
+    rt._tick(time.monotonic())                # noqa: SLF001 - one control tick, synchronously
+    assert "overrun" in rt.core.latched and rt.core.counters["overrun_faults"] == 1

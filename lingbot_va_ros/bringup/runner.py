@@ -1,0 +1,231 @@
+"""Standalone runner (``lingbot-va-demo``): the bringup without launch_ros.
+
+Starts the same node set as launch/bringup.launch.py from the same YAML (as separate processes over real DDS),
+runs one RunEpisode with a prompt, records it, and prints a summary (chunks, latencies, arm idle time, where the
+bag is). With no checkpoint it writes a tiny random one in the official layout first, so a fresh machine needs
+no download. Ctrl-C cancels the episode and stops every process; nothing is left running.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lingbot_va_ros.bringup.graph import BringupOptions, NodeSpec, build_graph
+
+DEFAULT_PROMPT = "pick up the red block and place it in the bowl"
+
+
+@dataclass
+class EpisodeReport:
+    outcome: str = ""
+    reason: str = ""
+    episode_id: str = ""
+    chunks: int = 0
+    duration_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    deadline_misses: int = 0
+    tick_times: list[float] = field(default_factory=list)
+    recording_path: str = ""
+    mode: str = ""
+
+    def idle_seconds(self, tick_period: float) -> tuple[float, int]:
+        """Arm idle time between key frames beyond the nominal spacing (holds while waiting for chunks)."""
+        gaps = [b - a for a, b in zip(self.tick_times, self.tick_times[1:])]
+        idle = [g - tick_period for g in gaps if g > 1.5 * tick_period]
+        return sum(idle), len(idle)
+
+
+def write_params_file(spec: NodeSpec, directory: Path) -> Path:
+    """The launch-time overrides of one node as a ROS params file (types preserved, no shell quoting)."""
+    path = directory / f"{spec.name}.overrides.yaml"
+    path.write_text(yaml.safe_dump({spec.name: {"ros__parameters": spec.overrides}}, sort_keys=False))
+    return path
+
+
+def ensure_checkpoint(path: Path, embodiment: str) -> Path:
+    if (path / "transformer" / "config.json").is_file():
+        return path
+    from lingbot_va_ros.model.tiny_checkpoint import write_tiny_checkpoint
+
+    print(f"[demo] writing a tiny random checkpoint (official layout) to {path}", flush=True)
+    write_tiny_checkpoint(path, embodiment=embodiment)
+    return path
+
+
+class Bringup:
+    """The node processes of one bringup; always stopped on exit."""
+
+    def __init__(self, opts: BringupOptions, domain_id: int, run_dir: Path):
+        from lingbot_va_ros.testing.ros_harness import NodeProcess, ros_env
+
+        self.opts, self.run_dir = opts, run_dir
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.env = ros_env(domain_id, run_dir / "logs" / "ros")
+        self.processes: list[NodeProcess] = []
+        for spec in build_graph(opts):
+            files = [*spec.params_files, str(write_params_file(spec, run_dir / "logs"))]
+            ros_args = ["-r", f"__node:={spec.name}", "--log-level", opts.log_level]
+            if opts.namespace:
+                ros_args += ["-r", f"__ns:={opts.namespace}"]
+            for f in files:
+                ros_args += ["--params-file", f]
+            self.processes.append(NodeProcess.module(spec.module, self.env, run_dir / "logs", ros_args=ros_args,
+                                                     name=spec.name))
+
+    def start(self) -> None:
+        for p in self.processes:
+            p.start()
+
+    def check_alive(self) -> None:
+        dead = [p for p in self.processes if not p.alive()]
+        if dead:
+            p = dead[0]
+            tail = "\n".join(p.output().splitlines()[-15:])
+            raise RuntimeError(f"node {p.name} exited with code {p.proc.returncode}; last log lines:\n{tail}")
+
+    def stop(self) -> list[str]:
+        for p in reversed(self.processes):
+            p.stop()
+        return [p.name for p in self.processes if p.alive()]
+
+
+def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, max_duration: float,
+                startup_timeout: float, quiet: bool = False) -> EpisodeReport:
+    from rclpy.action import ActionClient
+
+    from lingbot_va_ros.action import RunEpisode
+    from lingbot_va_ros.common import qos, topics
+    from lingbot_va_ros.msg import ActionTick
+    from lingbot_va_ros.testing.ros_harness import RosProbe, apply_ros_env_to_this_process, wait_until
+
+    apply_ros_env_to_this_process(domain_id, bringup.env.get("ROS_LOG_DIR"))
+    report = EpisodeReport(mode=bringup.opts.mode)
+    with RosProbe(domain_id, "lingbot_va_demo") as probe:
+        ticks = probe.subscribe(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
+        client = ActionClient(probe.node, RunEpisode, topics.RUN_EPISODE)
+        t0 = time.monotonic()
+        while not client.wait_for_server(timeout_sec=0.5):
+            bringup.check_alive()
+            if time.monotonic() - t0 > startup_timeout:
+                raise TimeoutError(f"the inference node did not offer {topics.RUN_EPISODE} within {startup_timeout:.0f}s")
+        # the executor and camera ingest must be listening before the episode asks for the first key frame
+        wait_until(lambda: probe.node.count_subscribers(topics.ACTION_CHUNK) >= 1
+                   and probe.node.count_subscribers(topics.ACTION_TICK) >= 2, startup_timeout,
+                   "executor and camera ingest", on_timeout=lambda: str(bringup.check_alive()))
+        print(f"[demo] graph up in {time.monotonic() - t0:.1f}s; running '{prompt}' "
+              f"(mode {bringup.opts.mode}, {max_chunks or 'unlimited'} chunks)", flush=True)
+
+        def on_feedback(fb):
+            f = fb.feedback
+            report.latencies.append(f.latency_s)
+            report.deadline_misses = f.deadline_misses
+            if not quiet:
+                print(f"[demo] chunk {f.chunk_index:3d}  latency {1e3 * f.latency_s:6.0f} ms  cache {100 * f.cache_fill:5.1f}%"
+                      f"  mode {f.mode}  misses {f.deadline_misses}", flush=True)
+
+        goal = RunEpisode.Goal(prompt=prompt, max_chunks=max_chunks, max_duration_s=max_duration)
+        goal_future = client.send_goal_async(goal, feedback_callback=on_feedback)
+        handle = wait_until(lambda: goal_future.done() and goal_future.result(), 30, "goal acceptance")
+        result_future = handle.get_result_async()
+        try:
+            while not result_future.done():
+                bringup.check_alive()
+                time.sleep(0.1)
+        except (KeyboardInterrupt, RuntimeError):
+            cancel = handle.cancel_goal_async()
+            wait_until(cancel.done, 10, "cancel response")
+            raise
+        result = result_future.result().result
+        report.outcome, report.reason, report.episode_id = result.outcome, result.reason, result.episode_id
+        report.chunks, report.duration_s, report.recording_path = result.chunks, result.duration_s, result.recording_path
+        report.tick_times = [t for m, t in zip(ticks.messages, ticks.stamps)
+                             if m.episode_id == result.episode_id and m.action_index >= 0]
+        client.destroy()
+    return report
+
+
+def summarize(report: EpisodeReport, tick_period: float, bag_dir: Path | None) -> str:
+    idle, holds = report.idle_seconds(tick_period)
+    lat = sorted(report.latencies)
+    lines = [
+        f"outcome          {report.outcome} ({report.reason})",
+        f"episode          {report.episode_id}",
+        f"mode             {report.mode}",
+        f"chunks           {report.chunks} in {report.duration_s:.1f} s",
+        f"latency          median {1e3 * statistics.median(lat):.0f} ms, max {1e3 * lat[-1]:.0f} ms" if lat else "latency          -",
+        f"arm idle         {idle:.2f} s over {holds} waits ({len(report.tick_times)} key frames executed)",
+        f"deadline misses  {report.deadline_misses}",
+        f"recording        {bag_dir if bag_dir else '(not recorded)'}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lingbot-va-demo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prompt", default=DEFAULT_PROMPT)
+    ap.add_argument("--mode", default="async", choices=["sync", "async", "async_naive"])
+    ap.add_argument("--chunks", type=int, default=12, help="chunks to run (0 = until --duration)")
+    ap.add_argument("--duration", type=float, default=0.0, help="max episode seconds (0 = no limit)")
+    ap.add_argument("--arm", default="sim")
+    ap.add_argument("--embodiment", default="demo_sim")
+    ap.add_argument("--checkpoint", default="", help="checkpoint folder (default: a tiny random one)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", default="artifacts/demo", help="run folder (logs, recordings, tiny checkpoint)")
+    ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42")))
+    ap.add_argument("--startup-timeout", type=float, default=120.0)
+    ap.add_argument("--json", action="store_true", help="also print the report as JSON")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+
+    run_dir = Path(args.out).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else ensure_checkpoint(run_dir / "tiny_checkpoint", args.embodiment)
+    recording_dir = run_dir / "recordings"
+    opts = BringupOptions(arm=args.arm, embodiment=args.embodiment, checkpoint=str(checkpoint.resolve()),
+                          device=args.device, mode=args.mode, record=not args.no_record,
+                          recording_dir=str(recording_dir), use_sim=args.arm == "sim")
+    from lingbot_va_ros.model.embodiment import load_embodiment
+
+    emb = load_embodiment(args.embodiment)
+    bringup = Bringup(opts, args.domain_id, run_dir)
+    code = 1
+    try:
+        bringup.start()
+        report = run_episode(bringup, args.domain_id, args.prompt, args.chunks, args.duration, args.startup_timeout,
+                             args.quiet)
+        bag = recording_dir / report.episode_id if opts.record else None
+        if bag is not None:  # the recorder closes the bag when the episode ends
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (bag / "metadata.yaml").is_file():
+                time.sleep(0.1)
+        print("\n" + summarize(report, emb.actions_per_keyframe / emb.control_hz, bag), flush=True)
+        if args.json:
+            print(json.dumps({**report.__dict__, "tick_times": len(report.tick_times)}, default=str))
+        code = 0 if report.outcome == "completed" else 1
+    except KeyboardInterrupt:
+        print("\n[demo] interrupted: cancelling the episode and stopping the graph", flush=True)
+        code = 130
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"[demo] FAILED: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        leftovers = bringup.stop()
+        if leftovers:
+            print(f"[demo] processes did not stop: {leftovers}", file=sys.stderr)
+            code = code or 1
+        print(f"[demo] logs in {run_dir / 'logs'}", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
