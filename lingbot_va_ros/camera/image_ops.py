@@ -4,9 +4,9 @@ The model's reference resize is ``F.interpolate(x.float(), size, mode="bilinear"
 with antialias off (spec §2.1). ``cv2.resize(INTER_LINEAR)`` on float32 pixels computes the same bilinear
 weights (half-pixel centres, source coordinates clamped at the borders, no low-pass filter when
 shrinking), so the float results agree to float32 rounding. We then round half-to-even to uint8, so every
-pixel is within 0.5 LSB (+ float32 noise, < 0.51 measured) of the official float path and equal to its
-rounded value except where that value sits on a .5 tie. cv2 on uint8 pixels would be 2x faster but uses
-11-bit fixed-point weights (up to 0.8 LSB off), hence the float path.
+pixel is within 0.5 LSB (+ float32 noise; 0.5006 max on the reference frames) of the official float path,
+and equal to its rounded value except on .5 ties. cv2 on uint8 pixels would be 2x faster but uses 11-bit
+fixed-point weights (up to 0.8 LSB off), hence the float path.
 
 Channel order conversion is done by cv2 (numpy's reversed-stride copies cost ~2.5 ms on 480x640), and
 grey images are resized on one channel before being expanded to RGB (3x less work).

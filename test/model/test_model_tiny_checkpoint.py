@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from lingbot_va_ros.model.loading import CheckpointError, check_compatibility, load_lingbot_va, resolve_checkpoint
-from lingbot_va_ros.model.tiny_checkpoint import TINY_TRANSFORMER, main, make_tiny_checkpoint, shared_tiny_checkpoint
+from lingbot_va_ros.model.tiny_checkpoint import TINY_TRANSFORMER, main, shared_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
