@@ -10,6 +10,7 @@ Invalid key frames produce no Observation: the inference side sees the gap in ac
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -252,7 +253,7 @@ class CameraIngest:
         statuses = []
         with self.cond:
             snapshot = [(ch, ch.ring.newest(), len(ch.ring)) for ch in self.channels.values()]
-            counters = {ch.name: ch.counters.__dict__.copy() for ch in self.channels.values()}
+            counters = {ch.name: dataclasses.replace(ch.counters) for ch in self.channels.values()}
         for ch, newest, buffered in snapshot:
             rate = ch.rate.rate(now_mono)
             age_ms = (now_ns - newest.stamp_ns) / 1e6 if newest is not None else float("nan")
@@ -267,11 +268,10 @@ class CameraIngest:
             else:
                 level, message = OK, f"{rate:.1f} Hz, newest frame {age_ms:.0f} ms old"
             values = {
-                "rate_hz": f"{rate:.2f}", "age_ms": f"{age_ms:.1f}", "received": str(c["received"]),
-                "drops": str(c["dropped_queue"] + c["decode_errors"] + c["stamp_repeats"]),
-                "dropped_queue_full": str(c["dropped_queue"]), "decode_errors": str(c["decode_errors"]),
-                "stamp_repeats": str(c["stamp_repeats"]), "stamp_backwards": str(c["stamp_backwards"]),
-                "invalid_ticks": str(c["invalid_ticks"]), "buffered": str(buffered),
+                "rate_hz": f"{rate:.2f}", "age_ms": f"{age_ms:.1f}", "received": str(c.received),
+                "drops": str(c.drops), "dropped_queue_full": str(c.dropped_queue), "decode_errors": str(c.decode_errors),
+                "stamp_repeats": str(c.stamp_repeats), "stamp_backwards": str(c.stamp_backwards),
+                "invalid_ticks": str(c.invalid_ticks), "buffered": str(buffered),
                 "queue_length": str(ch.queue_length()), "decode_resize_ms_p50": f"{p50:.2f}",
                 "decode_resize_ms_p99": f"{p99:.2f}", "model_size": f"{ch.size[0]}x{ch.size[1]}",
                 "reason": ch.last_problem if level == ERROR else "", "last_error": ch.last_error,

@@ -131,6 +131,32 @@ class CameraIngestParams(NodeParams):
         data["camera_names"] = emb_names
         return type(self).from_dict(data, source=f"embodiment {self.embodiment}")
 
+    @classmethod
+    def markdown_table(cls) -> str:
+        """Node parameters, then the per-camera ones (``cameras.<role>.*``) and the built-in source settings.
+
+        The base table cannot show defaults here: the schema has no valid all-default instance (it needs
+        cameras), and it does not expand the per-camera dict.
+        """
+        from lingbot_va_ros.camera.sources import OpenCvSettings, RosTopicSettings
+
+        def rows(model, prefix: str, note: str = "") -> list[str]:
+            out = []
+            for name, field in model.model_fields.items():
+                if field.is_required():
+                    default = "(required)"
+                else:
+                    default = field.default_factory() if field.default_factory is not None else field.default
+                    default = "" if default is None else default
+                text = f"{note}{field.description or ''}".replace("|", "\\|")  # keep the table intact
+                out.append(f"| `{prefix}{name}` | `{default}` | {text} |")
+            return out
+
+        header = ["| parameter | default | description |", "|---|---|---|"]
+        return "\n".join(header + rows(cls, "") + rows(CameraParams, "cameras.<role>.")
+                         + rows(RosTopicSettings, "cameras.<role>.settings.", "ros_image, ros_compressed: ")
+                         + rows(OpenCvSettings, "cameras.<role>.settings.", "opencv: "))
+
     def ordered_cameras(self) -> list[tuple[str, CameraParams]]:
         """(role, settings) in the model's order; needs resolved parameters (every size known)."""
         if not self.camera_names or any(c.height is None or c.width is None for c in self.cameras.values()):

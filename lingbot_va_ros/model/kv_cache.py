@@ -8,7 +8,9 @@ afterwards. ``clear_pred`` frees every ``is_pred`` slot, ``clear`` everything.
 
 Why a slab reproduces it exactly: ids are max-live + 1, so sorting live entries by id is sorting them by
 write time, and inside one write the allocator hands out slots in index order, so ties resolve in token
-order. Eviction is therefore plain FIFO over tokens in write order. Attention is permutation-invariant over
+order (assuming a stable argsort over equal ids, as on the CPU where the reference fixture was recorded; the
+reference calls ``torch.argsort`` without ``stable=True``, so on CUDA the *which tokens of a cut group*
+detail is implementation-defined there). Eviction is therefore plain FIFO over tokens in write order. Attention is permutation-invariant over
 keys (RoPE is applied before caching), so only the *set* of live entries matters, not slot positions.
 
 Layout: per layer one preallocated K and one V slab [B, N_phys, H, D] (N_phys = N_tot + slack). Live entries

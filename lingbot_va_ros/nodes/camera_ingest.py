@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
@@ -21,6 +22,7 @@ from lingbot_va_ros.common import topics
 from lingbot_va_ros.common.conversions import ns_to_stamp, rgb_to_image_msg, stamp_to_ns
 from lingbot_va_ros.common.qos import RELIABLE, RELIABLE_DEEP
 from lingbot_va_ros.common.registry import CAMERA_SOURCES, PluginError
+from lingbot_va_ros.msg import ActionTick, Observation
 from lingbot_va_ros.nodes.runtime import node_options, run_node
 
 NODE_NAME = "lingbot_va_camera_ingest"
@@ -29,10 +31,6 @@ NODE_NAME = "lingbot_va_camera_ingest"
 class CameraIngestNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **{**node_options(), **kwargs})
-        from diagnostic_msgs.msg import DiagnosticArray
-
-        from lingbot_va_ros.msg import ActionTick, Observation
-
         self.params = CameraIngestParams.from_node(self).resolved()
         self._sources: dict[str, CameraSource] = {}
         self._timing_file = None
@@ -49,7 +47,6 @@ class CameraIngestNode(Node):
 
         self._observation_pub = self.create_publisher(Observation, topics.OBSERVATION, RELIABLE_DEEP)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE)
-        self._Observation = Observation
         if self.params.timing_log:
             self._timing_file = open(self.params.timing_log, "w", buffering=1)  # noqa: SIM115 - closed in close()
             self._timing_file.write("episode_id,action_index,key_frame_index,tick_stamp_ns,total_ms,work_ms,cpu_ms,"
@@ -57,7 +54,7 @@ class CameraIngestNode(Node):
         self.ingest.start()
         for source in self._sources.values():
             source.start()
-        # Ticks in their own group: image traffic never delays taking a tick.
+        # Ticks in their own group, so a tick never waits for the image callbacks' group to be free.
         self.create_subscription(ActionTick, topics.ACTION_TICK, self._on_tick, RELIABLE_DEEP,
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(self.params.diagnostics_period, self._publish_health,
@@ -84,7 +81,7 @@ class CameraIngestNode(Node):
             self._publish_health()
             self._log_timing(result, float("nan"), float("nan"), float("nan"))
             return
-        msg = self._Observation(episode_id=tick.episode_id, action_index=tick.action_index,
+        msg = Observation(episode_id=tick.episode_id, action_index=tick.action_index,
                                 key_frame_index=tick.key_frame_index,
                                 camera_names=[c.camera for c in result.choices])
         msg.header.stamp = ns_to_stamp(tick.stamp_ns)
@@ -104,8 +101,7 @@ class CameraIngestNode(Node):
 
     # -- diagnostics -------------------------------------------------------------------------------------
     def _publish_health(self) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-
+        """Called by the timer and, after an invalid tick, by the assembler thread (publish is thread-safe)."""
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         statuses: list[HealthStatus] = self.ingest.health(self.params.diagnostics_period)

@@ -4,7 +4,8 @@ Subscriptions are raw (serialized CDR goes to disk untouched), created for every
 it has a publisher (periodic discovery), with QoS matched to the publishers. Every connection embeds its full
 message definition + RIHS01 hash, so the bags need nothing installed to be read. The pending MCAP chunk is
 flushed every ``flush_period_s`` (crash-safety bound). Episodes are opened/closed through
-``/lingbot_va/recorder/control`` (see lingbot_va_ros/recording/control.py and docs/recording.md).
+``/lingbot_va/recorder/control`` (see lingbot_va_ros/recording/control.py and docs/recording.md), or by
+themselves (``auto_episodes``): a tick of a new episode opens a bag, the end of its RunEpisode goal closes it.
 """
 from __future__ import annotations
 
@@ -19,12 +20,16 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
 
+from action_msgs.msg import GoalStatus, GoalStatusArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_action_status_default
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import String
 
 from lingbot_va_ros.common import qos as common_qos
+from lingbot_va_ros.common import topics as common_topics
+from lingbot_va_ros.msg import ActionTick
 from lingbot_va_ros.nodes.runtime import node_options, run_node
 from lingbot_va_ros.recording.bag_writer import CrashSafeBagWriter, utc_now_iso
 from lingbot_va_ros.recording.control import (CONTROL_TOPIC, STATUS_TOPIC, ControlError, StartEpisode, StopEpisode,
@@ -77,6 +82,11 @@ class RecorderNode(Node):
         self._dropped_outside_episode = 0
         self._write_errors = 0
         self._session_episodes: list[dict[str, Any]] = []
+        self._auto_bag = False                        # the open bag was opened by auto_episodes, not by 'start'
+        self._closed_episodes: deque[str] = deque(maxlen=64)   # late ticks of these never reopen a bag
+        self._executing_goals: set[bytes] = set()
+        self._episode_goal: bytes | None = None       # the RunEpisode goal an auto bag belongs to
+        self._auto_close: tuple[float, dict[str, Any]] | None = None   # (monotonic deadline, final metadata)
         self._configs = config_entries(self.params.metadata_files)
         self._recorder_id = f"lingbot_va_ros recorder (rosbags {version('rosbags')})"
 
@@ -89,6 +99,9 @@ class RecorderNode(Node):
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(self.params.status_period_s, self._periodic_status,
                           callback_group=MutuallyExclusiveCallbackGroup())
+        if self.params.mode == "episodes" and self.params.auto_episodes:
+            self.create_subscription(GoalStatusArray, f"{common_topics.RUN_EPISODE}/_action/status", self._on_goal_status,
+                                     qos_profile_action_status_default, callback_group=MutuallyExclusiveCallbackGroup())
         if self.params.mode == "continuous":
             name = self.params.session_name or f"session-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
             self._open_bag(name, {"session": name, "recording_mode": "continuous"})
@@ -152,6 +165,8 @@ class RecorderNode(Node):
     # -- data path --------------------------------------------------------------------------------------
     def _on_message(self, topic: RecordedTopic, raw: bytes) -> None:
         stamp = self.get_clock().now().nanoseconds
+        if topic.name == common_topics.ACTION_TICK and self.params.mode == "episodes" and self.params.auto_episodes:
+            self._auto_episode(deserialize_message(raw, ActionTick).episode_id)
         with self._lock:
             topic.received += 1
             if topic.latched is not None:
@@ -185,6 +200,40 @@ class RecorderNode(Node):
                     self.get_logger().error(f"flushing {self._bag.path if self._bag else ''} failed: {exc}",
                                             throttle_duration_sec=5.0)
 
+    # -- automatic episodes -----------------------------------------------------------------------------
+    def _auto_episode(self, episode_id: str) -> None:
+        """A tick of an episode nobody announced: open its bag (never replaces an explicitly started one)."""
+        with self._lock:
+            if not episode_id or episode_id == self._episode_id or episode_id in self._closed_episodes:
+                return
+            if self._bag is not None and not self._auto_bag:
+                return
+            if self._bag is not None:
+                pending = self._auto_close[1] if self._auto_close else {}
+                self._close_bag(pending or {"outcome": "unknown", "reason": f"episode '{episode_id}' started"})
+            goal = next(iter(self._executing_goals)) if len(self._executing_goals) == 1 else None
+            self._open_bag(episode_id, {"episode_id": episode_id, "recording_mode": "episodes",
+                                        "auto_started": True}, episode_id=episode_id)
+            self._auto_bag, self._episode_goal = True, goal
+        self._publish_status()
+
+    def _on_goal_status(self, msg: GoalStatusArray) -> None:
+        active = (GoalStatus.STATUS_ACCEPTED, GoalStatus.STATUS_EXECUTING, GoalStatus.STATUS_CANCELING)
+        outcomes = {GoalStatus.STATUS_SUCCEEDED: "completed", GoalStatus.STATUS_CANCELED: "cancelled",
+                    GoalStatus.STATUS_ABORTED: "aborted"}
+        with self._lock:
+            self._executing_goals = {bytes(s.goal_info.goal_id.uuid) for s in msg.status_list if s.status in active}
+            if not self._auto_bag or self._bag is None:
+                return
+            if self._episode_goal is None and len(self._executing_goals) == 1:
+                self._episode_goal = next(iter(self._executing_goals))
+            ended = [s for s in msg.status_list
+                     if bytes(s.goal_info.goal_id.uuid) == self._episode_goal and s.status in outcomes]
+            if ended and self._auto_close is None:
+                # the arm still executes the last chunk: close a little later (see _periodic_status)
+                self._auto_close = (time.monotonic() + self.params.auto_close_delay_s,
+                                    {"outcome": outcomes[ended[0].status], "reason": "RunEpisode goal ended"})
+
     # -- bags -------------------------------------------------------------------------------------------
     def _open_bag(self, name: str, values: dict[str, Any], episode_id: str = "") -> CrashSafeBagWriter:
         path = unique_bag_path(self.params.recording_dir, name)
@@ -211,8 +260,11 @@ class RecorderNode(Node):
         with self._lock:
             bag, self._bag = self._bag, None
             episode_id, self._episode_id = self._episode_id, ""
+            self._auto_bag, self._episode_goal, self._auto_close = False, None, None
             if bag is None:
                 return {}
+            if episode_id:
+                self._closed_episodes.append(episode_id)
             path = bag.close(final)
             closed = {"episode_id": episode_id, "bag_path": str(path), "messages": sum(bag.counts.values()),
                       "topics": dict(bag.counts), "outcome": final.get("outcome", ""), "closed_at": utc_now_iso()}
@@ -254,6 +306,12 @@ class RecorderNode(Node):
                 if self._bag is not None:
                     self._bag.update_custom_data({"episodes": self._session_episodes})
             return
+        with self._lock:
+            if self._bag is not None and self._episode_id == cmd.episode_id and self._auto_bag:
+                # the episode's first tick beat the runner's start: keep that bag, add what the runner knows
+                self._bag.update_custom_data({**values, "auto_started": False})
+                self._auto_bag, self._episode_goal, self._auto_close = False, None, None
+                return
         if self._bag is not None:
             self._close_bag({"outcome": "interrupted", "reason": f"episode '{cmd.episode_id}' started before "
                              f"'{self._episode_id}' was stopped"})
@@ -304,6 +362,10 @@ class RecorderNode(Node):
         self.status_pub.publish(String(data=json.dumps(self._status(), sort_keys=True)))
 
     def _periodic_status(self) -> None:
+        with self._lock:   # under the lock: a tick may open the next episode meanwhile
+            auto_close = self._auto_close
+            if auto_close is not None and time.monotonic() >= auto_close[0]:
+                self._close_bag(auto_close[1])
         limit = self.params.max_episode_s
         if limit and self._bag is not None and self.params.mode == "episodes" \
                 and time.monotonic() - self._opened_at > limit:

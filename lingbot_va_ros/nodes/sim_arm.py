@@ -129,18 +129,20 @@ class SimArmNode(Node):
             delay = next_tick - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
-            now = time.monotonic()
-            if now - next_tick > p.max_lag_s:  # stalled: resume the schedule from now, no burst of ticks
-                next_tick = now
+            if time.monotonic() - next_tick > p.max_lag_s:  # stalled too long: skip ahead, do not replay
+                next_tick = time.monotonic()
             begin = time.perf_counter()
             with self._lock:
-                due = int((now - t0 - self.skipped_s) / dt) - sim.steps
+                # Step to this tick's scheduled instant (not to "now"): after a short stall the missed ticks
+                # follow back to back, each one period of sim time apart, so the rate and spacing hold.
+                due = round((next_tick - t0 - self.skipped_s) / dt) - sim.steps
                 if due > max_steps:           # too far behind: skip sim time, keep the stamps honest
                     self.skipped_s += (due - max_steps) * dt
                     self._time_base_ns += int(round((due - max_steps) * dt * 1e9))
                     due = max_steps
-                if due > 0:
-                    sim.step(due)
+                if due <= 0:                  # no new state: nothing to publish (stamps strictly increase)
+                    continue
+                sim.step(due)
                 q, v, e = sim.joint_positions(), sim.joint_velocities(), sim.joint_efforts()
                 stamp_ns = self._time_base_ns + int(round(sim.time * 1e9))
             msg.header.stamp = ns_to_stamp(stamp_ns)
@@ -181,7 +183,7 @@ class SimArmNode(Node):
         infos = self._camera_infos()
         period = 1.0 / p.camera_rate_hz
         next_tick = time.monotonic()
-        last_qpos, last_images = None, {}
+        last_qpos, last_images, last_stamp_ns = None, {}, -1
         try:
             while not self._stop.is_set():
                 next_tick += period
@@ -199,6 +201,9 @@ class SimArmNode(Node):
                 with self._lock:
                     snap = self.sim.snapshot()
                     stamp_ns = self._time_base_ns + int(round(snap.time * 1e9))
+                if stamp_ns <= last_stamp_ns:  # physics has not advanced (stalled): no new frame to show
+                    continue
+                last_stamp_ns = stamp_ns
                 if (last_qpos is not None and all(c in last_images for c in wanted)
                         and np.max(np.abs(snap.qpos - last_qpos)) < STILL_TOLERANCE):
                     images = {c: last_images[c] for c in wanted}   # nothing moved: same pixels, new stamp

@@ -22,6 +22,13 @@ class RecorderParams(NodeParams):
     mode: Literal["episodes", "continuous"] = Field(
         "episodes", description="episodes = one bag per episode, opened and closed through "
         "/lingbot_va/recorder/control; continuous = one bag from start-up to shutdown")
+    auto_episodes: bool = Field(True, description=(
+        "episodes mode: open a bag by itself when an ActionTick of a new episode arrives (inference's initial tick) "
+        "and close it when the RunEpisode goal ends, so episodes are recorded even without control commands; a "
+        "'start' command for the same episode adopts the bag and adds the prompt and metadata"))
+    auto_close_delay_s: float = Field(3.0, ge=0.0, le=60.0, description=(
+        "auto episodes: keep recording this long after the RunEpisode goal ended (the arm is still executing the "
+        "last chunk and its key frames and executed actions are still coming)"))
     session_name: str = Field("", description="continuous mode: bag folder name (default: session-<UTC time>)")
     topics: list[str] = Field(default_factory=lambda: list(DEFAULT_TOPICS), min_length=1, description=(
         "topics to record: exact names or fnmatch globs (/sim_arm/*/image_raw); topics that appear later are "

@@ -192,3 +192,22 @@ def test_stale_camera_gives_no_observation_and_a_diagnostic_error(rig):
     observations.wait_for(lambda o: o.action_index == 11, timeout=10, what="observation after recovery")
     assert 7 not in [o.action_index for o in observations.messages]   # the gap the inference side sees
     assert "no Observation for action_index 7" in node.output()
+
+
+def test_bad_configuration_stops_the_node_with_a_clear_reason(launch, tmp_path):
+    params = {"embodiment": "robotwin", "cameras": {
+        "cam_high": {"source": "ros_image", "settings": {"topic": "/a"}, "height": 240},
+        "cam_left_wrist": {"source": "no_such_source", "settings": {"topic": "/b"}},
+        "cam_right_wrist": {"source": "ros_image", "settings": {"topic": "/c"}}}}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
+    node = launch(NODE, params_file=path)
+    wait_until(lambda: not node.alive(), 20, "the node to exit")
+    assert node.proc.returncode == 2
+    assert "[FATAL]" in node.output() and "cameras.cam_high.height = 240 disagrees" in node.output()
+
+    params["cameras"]["cam_high"].pop("height")
+    path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
+    node = launch(NODE, params_file=path)
+    wait_until(lambda: not node.alive(), 20, "the node to exit")
+    assert node.proc.returncode == 2 and "cameras.cam_left_wrist.source: unknown" in node.output()

@@ -6,7 +6,6 @@ and it needs ``accelerate`` to keep fp32 modules; hence the explicit local-folde
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest

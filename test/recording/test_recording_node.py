@@ -6,14 +6,21 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from action_msgs.msg import GoalInfo, GoalStatus, GoalStatusArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from rclpy.qos import qos_profile_action_status_default
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
+from unique_identifier_msgs.msg import UUID
 
 from lingbot_va_ros.common import qos, topics
 from lingbot_va_ros.common.conversions import (image_msg_to_rgb, ns_to_stamp, pack_matrix, rgb_to_image_msg,
@@ -158,6 +165,16 @@ def test_episode_bags_over_dds_hold_every_topic_with_definitions_and_metadata(pr
     assert [m.header.frame_id for m in got[CAMERAS[0]]] == [f"{CAMERAS[0]}#{i}" for i in range(6)]
     assert got[topics.EXECUTOR_STATE][0].data == '{"state": "idle"}'
 
+    # the same file through Foxglove's decoder (schemas only) and rclpy's type support (what ros2 bag uses)
+    with (bag / f"{bag.name}.mcap").open("rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        decoded = Counter(channel.topic for _, channel, _, _ in reader.iter_decoded_messages())
+    assert decoded == expected
+    with open_bag(bag) as reader:
+        conn = next(c for c in reader.connections if c.topic == topics.OBSERVATION)
+        raw = next(raw for _, _, raw in reader.messages(connections=[conn]))
+    assert deserialize_message(raw, Observation).camera_names == ["cam_high", "cam_left_wrist"]
+
     meta = read_metadata(bag)
     offered = {t["topic_metadata"]["name"]: t["topic_metadata"]["offered_qos_profiles"]
                for t in meta["topics_with_message_count"]}
@@ -223,3 +240,48 @@ def test_sigkill_loses_at_most_the_last_flush_period(probe, launch, tmp_path):
     assert len(recovered) >= older_than_1s, "everything older than 1 s must survive a SIGKILL"
     assert images > 0
     assert read_episode_info(bag)["recording_state"] == "repaired"
+
+
+def _goal_status(goal: int, status: int) -> GoalStatusArray:
+    return GoalStatusArray(status_list=[GoalStatus(goal_info=GoalInfo(goal_id=UUID(uuid=[goal] * 16)), status=status)])
+
+
+def test_auto_episodes_follow_ticks_and_the_run_episode_goal(probe, launch, tmp_path):
+    ticks = probe.publisher(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
+    goal_status = probe.publisher(GoalStatusArray, f"{topics.RUN_EPISODE}/_action/status",
+                                  qos_profile_action_status_default)
+    launch("lingbot_va_ros.nodes.recorder", params_file=_params(tmp_path, topics=[topics.ACTION_TICK],
+                                                                auto_close_delay_s=0.5))
+    rec = Recorder(probe)
+    probe.wait_for_subscribers(ticks, timeout=20)
+    probe.wait_for_subscribers(goal_status, timeout=20)
+    probe.wait_for_subscribers(rec.control)
+
+    # nobody announces episode A: its initial tick opens the bag, the goal's end closes it (after the delay)
+    goal_status.publish(_goal_status(1, GoalStatus.STATUS_EXECUTING))
+    ticks.publish(ActionTick(episode_id="ep-A", action_index=-1))
+    rec.status(lambda s: s["episode_id"] == "ep-A" and s["state"] == "recording", what="auto-opened ep-A")
+    ticks.publish(ActionTick(episode_id="ep-A", action_index=3))
+    rec.status(lambda s: s["topics"].get(topics.ACTION_TICK) == 2, what="2 ticks of ep-A")
+    goal_status.publish(_goal_status(1, GoalStatus.STATUS_SUCCEEDED))
+    closed = rec.status(lambda s: s["last_closed"].get("episode_id") == "ep-A", what="ep-A closed")["last_closed"]
+    assert closed["outcome"] == "completed" and closed["messages"] == 2
+    ticks.publish(ActionTick(episode_id="ep-A", action_index=7))          # late: must not reopen ep-A
+    rec.status(lambda s: s["received"].get(topics.ACTION_TICK) == 3, what="late tick received")
+    info = read_episode_info(closed["bag_path"])
+    assert info["auto_started"] is True and info["reason"] == "RunEpisode goal ended"
+
+    # episode B's tick beats the runner's start: the start adopts the bag, and only 'stop' closes it
+    goal_status.publish(_goal_status(2, GoalStatus.STATUS_EXECUTING))
+    ticks.publish(ActionTick(episode_id="ep-B", action_index=-1))
+    opened = rec.status(lambda s: s["episode_id"] == "ep-B", what="auto-opened ep-B")
+    adopted = rec.send(StartEpisode("ep-B", "pour water", {"pipeline_mode": "async"}))
+    assert adopted["bag_path"] == opened["bag_path"] and not Path(tmp_path / "recordings" / "ep-B-1").exists()
+    goal_status.publish(_goal_status(2, GoalStatus.STATUS_ABORTED))
+    time.sleep(1.0)   # longer than auto_close_delay_s: an adopted bag must stay open
+    assert rec.status()["state"] == "recording"
+    stopped = rec.send(StopEpisode("ep-B", "aborted", "arm fault"))
+    info = read_episode_info(stopped["last_closed"]["bag_path"])
+    assert (info["prompt"], info["pipeline_mode"], info["outcome"], info["auto_started"]) == \
+        ("pour water", "async", "aborted", False)
+    assert read_episode_info(tmp_path / "recordings" / "ep-A")["episode_id"] == "ep-A"
