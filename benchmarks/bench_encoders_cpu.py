@@ -271,7 +271,7 @@ def main() -> None:
         f"- Command: `{command.strip()}`",
         f"- Medians of {args.runs} runs after a warm-up (backend rows: medians over a {args.chunks}-chunk "
         f"closed-loop episode, first chunk excluded), float32.",
-        f"- Tiny checkpoint: transformer {t_cfg['num_layers']} layers x {t_cfg['num_attention_heads']} heads x "
+        f"- Tiny checkpoint: transformer {t_cfg['num_layers']} layer(s) x {t_cfg['num_attention_heads']} heads x "
         f"{t_cfg['attention_head_dim']}, text_dim {t_cfg['text_dim']}; VAE Wan2.2 structure with base_dim "
         f"{TINY_VAE['base_dim']}, {TINY_VAE['num_res_blocks']} block/level (16x spatial, 4x temporal, z 48).",
         "",

@@ -49,6 +49,22 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name (ingest threads name themselves; DDS threads are named by Fast DDS)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        group = name if name.startswith(("ingest_", "capture_")) else (
+            "dds (Fast DDS threads)" if name.startswith(("dds.", "fastdds", "shm", "FastDDS")) else f"other ({name})")
+        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 # ---- camera publisher process -----------------------------------------------------------------------------
 def run_cameras(rate: float, encoding: str, height: int, width: int) -> None:
     import cv2
@@ -176,6 +192,7 @@ def run(args) -> dict:
         wait_until(streaming, 30, "all three cameras streaming", on_timeout=lambda: ingest.output()[-2000:])
         time.sleep(args.warmup)
         cpu0 = {"ingest": _cpu_seconds(ingest.pid), "cameras": _cpu_seconds(cameras.pid)}
+        threads0 = _thread_cpu_seconds(ingest.pid)
         wall0 = time.monotonic()
         period = 1.0 / args.tick_rate
         n_ticks = int(args.duration * args.tick_rate)
@@ -190,6 +207,7 @@ def run(args) -> dict:
         wall = time.monotonic() - wall0
         cpu = {k: (_cpu_seconds(p.pid) - cpu0[k]) / wall * 100
                for k, p in (("ingest", ingest), ("cameras", cameras))}
+        threads = {k: (v - threads0.get(k, 0.0)) / wall * 100 for k, v in _thread_cpu_seconds(ingest.pid).items()}
         last_diag = {s.name: {kv.key: kv.value for kv in s.values} for s in diagnostics.messages[-1].status}
     finally:
         probe.close()
@@ -207,6 +225,7 @@ def run(args) -> dict:
         "waited_for_frames_ms": _pct([float(r["waited_for_frames_ms"]) for r in valid]),
         "end_to_end_ms": _pct(list(e2e.values())),
         "cpu_percent_of_one_core": cpu,
+        "ingest_threads_cpu_percent": dict(sorted(threads.items(), key=lambda kv: -kv[1])),
         "per_camera": {n: {k: last_diag.get(f"camera_ingest: {n}", {}).get(k, "?")
                            for k in ("rate_hz", "drops", "decode_resize_ms_p50", "decode_resize_ms_p99")}
                        for n in CAMERA_TOPICS},
@@ -252,7 +271,8 @@ def write_doc(args, res: dict, micro: dict) -> None:
         f"(p99 {res['node_work_ms']['p99']:.2f} ms).",
         "",
         "CPU (percent of one core, during the measured window): "
-        + ", ".join(f"{k} {v:.0f} %" for k, v in res["cpu_percent_of_one_core"].items()) + ".",
+        + ", ".join(f"{k} {v:.0f} %" for k, v in res["cpu_percent_of_one_core"].items()) + "; ingest by thread: "
+        + ", ".join(f"{k} {v:.1f} %" for k, v in res["ingest_threads_cpu_percent"].items() if v >= 0.5) + ".",
         "",
         "Per camera in the node (last /diagnostics): " + "; ".join(
             f"{n}: {v['rate_hz']} Hz, drops {v['drops']}, decode+resize p50 {v['decode_resize_ms_p50']} ms / p99 "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lingbot_va_ros.camera.alignment import estimate_period_ns
 from lingbot_va_ros.camera.frames import Frame, FrameRing, RawFrame, RepeatedStamp
 from lingbot_va_ros.camera.params import CameraParams
-from lingbot_va_ros.camera.stats import LatencyStats, RateMeter
+from lingbot_va_ros.camera.stats import LatencyStats, RateMeter, name_os_thread
 
 
 @dataclass
@@ -89,6 +89,7 @@ class CameraChannel:
 
     # -- worker ------------------------------------------------------------------------------------
     def _work(self) -> None:
+        name_os_thread(f"ingest_{self.name}")
         while True:
             with self._queue_cond:
                 while self._running and not self._queue:

@@ -23,7 +23,7 @@ from lingbot_va_ros.camera.alignment import frame_problem, next_frame_could_be_n
 from lingbot_va_ros.camera.channel import CameraChannel
 from lingbot_va_ros.camera.frames import Frame
 from lingbot_va_ros.camera.params import CameraIngestParams
-from lingbot_va_ros.camera.stats import LatencyStats
+from lingbot_va_ros.camera.stats import LatencyStats, name_os_thread
 
 OK, WARN, ERROR = 0, 1, 2  # same values as diagnostic_msgs/DiagnosticStatus levels
 
@@ -212,6 +212,7 @@ class CameraIngest:
             self._tick_cond.notify()
 
     def _assemble_loop(self) -> None:
+        name_os_thread("ingest_assemble")
         while True:
             with self._tick_cond:
                 while self._running and not self._ticks:

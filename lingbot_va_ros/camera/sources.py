@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lingbot_va_ros.camera.frames import RawFrame
 from lingbot_va_ros.camera.image_ops import compressed_msg_to_model_rgb, image_msg_to_model_rgb, to_model_rgb
 from lingbot_va_ros.camera.params import STAMP_HEADER, CameraParams
+from lingbot_va_ros.camera.stats import name_os_thread
 from lingbot_va_ros.common.conversions import MessageError, stamp_to_ns
 from lingbot_va_ros.common.params import ParameterError
 
@@ -249,6 +250,7 @@ class OpenCvSource(CameraSource):
         return 0.0  # a live device paces itself
 
     def _run(self) -> None:
+        name_os_thread(f"capture_{self.camera}")
         cap = None
         while not self._stop.is_set():
             cap = self._open()

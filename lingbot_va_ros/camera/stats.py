@@ -1,6 +1,8 @@
 """Small bounded statistics for diagnostics: arrival rate over a time window, latency percentiles."""
 from __future__ import annotations
 
+import ctypes
+import sys
 import threading
 from collections import deque
 
@@ -47,3 +49,14 @@ class LatencyStats:
         if data.size == 0:
             return [float("nan")] * len(qs)
         return [float(v) for v in np.percentile(data, qs)]
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread a kernel name (top -H, /proc/<pid>/task/*/comm); Linux only, best effort."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME, 15 bytes + NUL
+    except (OSError, AttributeError):
+        pass

@@ -82,6 +82,7 @@ class LingBotVABackend(PolicyBackend):
 
         self.embodiment = load_embodiment(embodiment, **dict(embodiment_overrides or {}))
         _set_attention_backend(attention_backend)
+        self._owns_components = components is None        # close() releases only what this backend loaded
         if components is None:
             if checkpoint_dir is None or str(checkpoint_dir) == "":
                 raise ValueError("checkpoint_dir is required (an official LingBot-VA folder, or a tiny one made with "
@@ -219,7 +220,8 @@ class LingBotVABackend(PolicyBackend):
         self._episode_active = False
         self._predicted.clear()
         self._results.clear()
-        self.components.close()
+        if self._owns_components:
+            self.components.close()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 

@@ -76,8 +76,9 @@ def test_publishes_joint_states_and_cameras_at_the_configured_rates(probe, launc
         assert -0.01 < age < 1.0, age
     ci = info.wait_for(timeout=5, what="camera_info")[-1]
     assert (ci.width, ci.height) == (320, 240) and ci.k[0] > 0 and ci.header.frame_id == "cam_high_optical_frame"
-    stamps = [stamp_to_ns(m.header.stamp) for m in joints.messages]
-    assert all(b > a for a, b in zip(stamps, stamps[1:])), "joint state stamps must increase"
+    for what, inbox in (("joint state", joints), ("cam_high", images["cam_high"])):
+        stamps = [stamp_to_ns(m.header.stamp) for m in inbox.messages]
+        assert all(b > a for a, b in zip(stamps, stamps[1:])), f"{what} stamps must increase"
 
 
 def test_follows_commands_and_rejects_bad_ones(probe, launch):
