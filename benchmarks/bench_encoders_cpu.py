@@ -282,9 +282,13 @@ def main() -> None:
     lines += [
         "",
         "Reading: a 256x320 frame costs tens of milliseconds in the tiny VAE once PyTorch's slow CPU conv3d "
-        "path is bypassed (the rerouted and default rows are the same weights). The full-size Wan2.2 VAE "
-        "(--real-vae) costs seconds per frame on a CPU, consistent with lingbot-va issue #99 (VAE offload "
-        "makes chunks unusably slow): keep the real VAE on the GPU.",
+        "path is bypassed (the rerouted and default rows are the same weights). A CPU closed loop keeps up "
+        "when predict_chunk + ground of one chunk stays under the chunk's execution time (demo_sim: 0.64 s); "
+        "in the synchronous protocol the arm waits for both. On a shared, oversubscribed CPU more torch "
+        "threads can be slower (OpenMP workers spin on cores that other jobs hold), hence the thread rows; "
+        "the model tests pin one thread. The full-size Wan2.2 VAE (--real-vae) costs seconds per frame on a "
+        "CPU, consistent with lingbot-va issue #99 (VAE offload makes chunks unusably slow): keep the real VAE "
+        "on the GPU.",
         "",
     ]
     out = Path(args.out)

@@ -18,6 +18,16 @@ command -v "$PY" >/dev/null || { echo "need $PY on PATH" >&2; exit 1; }
 command -v cmake >/dev/null || { echo "need cmake on PATH" >&2; exit 1; }
 command -v g++ >/dev/null || { echo "need g++ on PATH" >&2; exit 1; }
 
+# Headless rendering for the simulator (MuJoCo through EGL, Mesa's software rasteriser when no GPU).
+if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1' || ! ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing EGL/Mesa for headless rendering (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libegl-mesa0 libgbm1 libgl1-mesa-dri >/dev/null
+  else
+    log "WARNING: libEGL / Mesa DRI not found; the simulator's cameras need: apt install libegl1 libegl-mesa0 libgbm1 libgl1-mesa-dri"
+  fi
+fi
+
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"

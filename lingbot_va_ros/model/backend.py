@@ -144,6 +144,10 @@ class LingBotVABackend(PolicyBackend):
         self._require_episode()
         index = self._next_chunk
         first = index == 0
+        expected_frame = index * self.embodiment.frame_chunk_size
+        if self.world_model.next_frame != expected_frame:
+            raise RuntimeError(f"predict_chunk: chunk {index - 1} is neither grounded nor in the cache as a "
+                               f"prediction (call ground, imagine or keep_prediction for it first)")
         result = self.world_model.infer(init_latent=self._init_latent if first else None, generator=self._generator)
         chunk = result.actions.detach().cpu().numpy().astype(np.float32)             # [C_used, F, A]
         rows = chunk_to_rows(chunk, first_chunk=first)

@@ -94,14 +94,16 @@ class RecorderNode(Node):
         self.status_pub = self.create_publisher(String, STATUS_TOPIC, common_qos.LATCHED)
         self.create_subscription(String, CONTROL_TOPIC, self._on_control, common_qos.RELIABLE,
                                  callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_timer(self.params.discovery_period_s, self._discover, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(self.params.discovery_period_s, self._discover,
+                          callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(self.params.flush_period_s / 2, self._flush_timer,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(self.params.status_period_s, self._periodic_status,
                           callback_group=MutuallyExclusiveCallbackGroup())
         if self.params.mode == "episodes" and self.params.auto_episodes:
-            self.create_subscription(GoalStatusArray, f"{common_topics.RUN_EPISODE}/_action/status", self._on_goal_status,
-                                     qos_profile_action_status_default, callback_group=MutuallyExclusiveCallbackGroup())
+            self.create_subscription(GoalStatusArray, f"{common_topics.RUN_EPISODE}/_action/status",
+                                     self._on_goal_status, qos_profile_action_status_default,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
         if self.params.mode == "continuous":
             name = self.params.session_name or f"session-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
             self._open_bag(name, {"session": name, "recording_mode": "continuous"})
@@ -150,9 +152,9 @@ class RecorderNode(Node):
                 if self._bag is not None:
                     self._bag.add_topic(name, definition, topic.offered)
             self._subscribe(topic, topic.qos)
-            self.get_logger().info(f"recording {name} [{definition.msgtype}] "
-                                   f"({'reliable' if topic.qos.reliability == ReliabilityPolicy.RELIABLE else 'best effort'}"
-                                   f"{', transient local' if topic.latched is not None else ''})")
+            reliability = "reliable" if topic.qos.reliability == ReliabilityPolicy.RELIABLE else "best effort"
+            latching = ", transient local" if topic.latched is not None else ""
+            self.get_logger().info(f"recording {name} [{definition.msgtype}] ({reliability}{latching})")
 
     def _subscribe(self, topic: RecordedTopic, qos: QoSProfile) -> None:
         if topic.subscription is not None:
@@ -306,16 +308,16 @@ class RecorderNode(Node):
                 if self._bag is not None:
                     self._bag.update_custom_data({"episodes": self._session_episodes})
             return
-        with self._lock:
+        with self._lock:   # one step: an automatic episode must not open in between
             if self._bag is not None and self._episode_id == cmd.episode_id and self._auto_bag:
                 # the episode's first tick beat the runner's start: keep that bag, add what the runner knows
                 self._bag.update_custom_data({**values, "auto_started": False})
                 self._auto_bag, self._episode_goal, self._auto_close = False, None, None
                 return
-        if self._bag is not None:
-            self._close_bag({"outcome": "interrupted", "reason": f"episode '{cmd.episode_id}' started before "
-                             f"'{self._episode_id}' was stopped"})
-        self._open_bag(cmd.episode_id, {**values, "recording_mode": "episodes"}, episode_id=cmd.episode_id)
+            if self._bag is not None:
+                self._close_bag({"outcome": "interrupted", "reason": f"episode '{cmd.episode_id}' started before "
+                                 f"'{self._episode_id}' was stopped"})
+            self._open_bag(cmd.episode_id, {**values, "recording_mode": "episodes"}, episode_id=cmd.episode_id)
 
     def _stop(self, cmd: StopEpisode) -> None:
         final = {**cmd.metadata, "outcome": cmd.outcome, "reason": cmd.reason}
@@ -330,11 +332,12 @@ class RecorderNode(Node):
                 if self._bag is not None:
                     self._bag.update_custom_data({"episodes": self._session_episodes})
             return
-        if self._bag is None:
-            raise ControlError(f"no episode is being recorded (asked to stop '{cmd.episode_id}')")
-        if cmd.episode_id and cmd.episode_id != self._episode_id:
-            raise ControlError(f"episode '{cmd.episode_id}' is not being recorded (open: '{self._episode_id}')")
-        self._close_bag(final)
+        with self._lock:
+            if self._bag is None:
+                raise ControlError(f"no episode is being recorded (asked to stop '{cmd.episode_id}')")
+            if cmd.episode_id and cmd.episode_id != self._episode_id:
+                raise ControlError(f"episode '{cmd.episode_id}' is not being recorded (open: '{self._episode_id}')")
+            self._close_bag(final)
 
     # -- status -----------------------------------------------------------------------------------------
     def _status(self) -> dict[str, Any]:
@@ -362,14 +365,14 @@ class RecorderNode(Node):
         self.status_pub.publish(String(data=json.dumps(self._status(), sort_keys=True)))
 
     def _periodic_status(self) -> None:
-        with self._lock:   # under the lock: a tick may open the next episode meanwhile
+        limit = self.params.max_episode_s
+        with self._lock:   # under the lock: a tick or a start may open the next episode meanwhile
             auto_close = self._auto_close
             if auto_close is not None and time.monotonic() >= auto_close[0]:
                 self._close_bag(auto_close[1])
-        limit = self.params.max_episode_s
-        if limit and self._bag is not None and self.params.mode == "episodes" \
-                and time.monotonic() - self._opened_at > limit:
-            self._close_bag({"outcome": "unknown", "reason": f"no stop command within max_episode_s={limit:g}"})
+            elif limit and self._bag is not None and self.params.mode == "episodes" \
+                    and time.monotonic() - self._opened_at > limit:
+                self._close_bag({"outcome": "unknown", "reason": f"no stop command within max_episode_s={limit:g}"})
         self._publish_status()
 
     def close(self) -> None:

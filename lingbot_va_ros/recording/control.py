@@ -126,8 +126,10 @@ class RecorderClient:
         self._string = String
         self._cond = threading.Condition()
         self.status: dict[str, Any] = {}
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._pub = node.create_publisher(String, control_topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self._pub = node.create_publisher(String, control_topic, reliable)
         self._sub = node.create_subscription(String, status_topic, self._on_status, latched)
 
     def _on_status(self, msg) -> None:

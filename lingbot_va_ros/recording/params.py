@@ -31,8 +31,8 @@ class RecorderParams(NodeParams):
         "last chunk and its key frames and executed actions are still coming)"))
     session_name: str = Field("", description="continuous mode: bag folder name (default: session-<UTC time>)")
     topics: list[str] = Field(default_factory=lambda: list(DEFAULT_TOPICS), min_length=1, description=(
-        "topics to record: exact names or fnmatch globs (/sim_arm/*/image_raw); topics that appear later are "
-        "picked up by the periodic discovery"))
+        "topics to record: exact names or globs (* within one name segment, ** across: /sim_arm/*/image_raw); "
+        "topics that appear later are picked up by the periodic discovery"))
     exclude_topics: list[str] = Field(default_factory=list, description="names or globs never recorded")
     discovery_period_s: float = Field(1.0, gt=0, le=10, description="how often the graph is searched for "
                                       "matching topics that are not subscribed yet")

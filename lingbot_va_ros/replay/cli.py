@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="checkpoint folder (default: the one the bag recorded)")
     parser.add_argument("--base-checkpoint", default="", help="folder with vae/ text_encoder/ tokenizer/")
     parser.add_argument("--embodiment", help="embodiment name or YAML (default: the bag's, else demo_sim)")
-    parser.add_argument("--backend", default="lingbot_va", help="policy backend plugin (registry name or "
-                        "'pkg.module:Class'); lingbot_va_ros.replay.digest_backend:DigestBackend is a model-free dry run")
+    parser.add_argument("--backend", default="lingbot_va", help=(
+        "policy backend plugin (registry name or 'pkg.module:Class'); "
+        "lingbot_va_ros.replay.digest_backend:DigestBackend is a model-free dry run"))
     parser.add_argument("--mode", choices=["sync", "async", "async_naive"], help="pipeline order (default: recorded)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = InferenceParams.from_dict({
             "backend": args.backend, "checkpoint": args.checkpoint or str(info.get("checkpoint") or ""),
-            "base_checkpoint": args.base_checkpoint, "embodiment": args.embodiment or str(info.get("embodiment") or "demo_sim"),
+            "base_checkpoint": args.base_checkpoint,
+            "embodiment": args.embodiment or str(info.get("embodiment") or "demo_sim"),
             "device": args.device, "dtype": args.dtype, "mode": mode,
             "seed": args.seed if args.seed is not None else int(info.get("seed") or 0)}, source="lingbot-va-replay")
         backend = build_backend(params)
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in result.comparisons:
         if c.comparable:
             verdict = "ok" if c.within(args.atol) else "DIFFERS"
-            print(f"  chunk {c.chunk_index:3d} @ {c.recorded_start}: max |d| {c.max_abs:.3g}, mean |d| {c.mean_abs:.3g}  {verdict}")
+            print(f"  chunk {c.chunk_index:3d} @ {c.recorded_start}: max |d| {c.max_abs:.3g}, "
+                  f"mean |d| {c.mean_abs:.3g}  {verdict}")
         else:
             print(f"  chunk {c.chunk_index:3d}: recorded {c.recorded_shape} @ {c.recorded_start}, replayed "
                   f"{c.replayed_shape} @ {c.replayed_start}  MISMATCH")

@@ -73,7 +73,8 @@ def write_synthetic_episode(bag: str | Path, backend: PolicyBackend, *, prompt: 
     initial = _images(spec, rng)
     tick = ActionTick(episode_id=episode_id, action_index=-1, key_frame_index=0)
     tick.header.stamp = ns_to_stamp(T0_NS)
-    events += [(T0_NS, topics.ACTION_TICK, tick), (T0_NS + 1_000_000, topics.OBSERVATION, observation(-1, T0_NS, initial))]
+    events += [(T0_NS, topics.ACTION_TICK, tick),
+               (T0_NS + 1_000_000, topics.OBSERVATION, observation(-1, T0_NS, initial))]
     inputs.add_keyframe(episode_id, -1, T0_NS, initial)
 
     def execute(pub: PublishedChunk) -> None:

@@ -122,8 +122,9 @@ def analyse_bag(path: str | Path, max_frames: int = 4, frames_topic: str = topic
                                                            frames_topic]):
                 if topic == topics.ACTION_CHUNK:
                     rows = int(msg.shape[0]) if len(msg.shape) else 0
-                    result.chunks.append(ChunkRecord((t_ns - t0) / 1e9, int(msg.chunk_index), float(msg.inference_latency),
-                                                     int(msg.start_index), rows, str(msg.mode)))
+                    result.chunks.append(ChunkRecord((t_ns - t0) / 1e9, int(msg.chunk_index),
+                                                     float(msg.inference_latency), int(msg.start_index), rows,
+                                                     str(msg.mode)))
                     period = msg.control_period.sec + msg.control_period.nanosec * 1e-9
                     if period > 0:
                         periods.append(period)

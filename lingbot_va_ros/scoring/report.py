@@ -158,7 +158,8 @@ def _trial_json(t: Trial) -> dict[str, Any]:
                             "total": t.score.total, "max_score": t.score.max_score, "full_score": t.score.full_score,
                             "annotator": t.annotation.annotator, "notes": t.annotation.notes}
     if a is not None:
-        data.update({"episode_id": a.info.get("episode_id", t.annotation.episode_id), "prompt": a.info.get("prompt", ""),
+        data.update({"episode_id": a.info.get("episode_id", t.annotation.episode_id),
+                     "prompt": a.info.get("prompt", ""),
                      "outcome": a.info.get("outcome", ""), "pipeline_mode": a.info.get("pipeline_mode", ""),
                      "checkpoint_hash": a.info.get("checkpoint_hash", ""), "duration_s": a.duration_s,
                      "chunks": len(a.chunks), "latency": a.latency_stats(), "idle_total_s": a.idle_total_s,
@@ -205,7 +206,8 @@ def _html(report: Report, summary_plot: str) -> str:
     ps, sr = report.mean
     rows = "".join(
         f"<tr><td><a href='#{_e(_slug(s.task))}'>{_e(s.task)}</a></td><td class=num>{len(s.steps)}</td>"
-        f"<td class=num>{s.n_trials}</td><td class=num>{s.progress_score:.1f}</td><td class=num>{s.success_rate:.1f}</td>"
+        f"<td class=num>{s.n_trials}</td><td class=num>{s.progress_score:.1f}</td>"
+        f"<td class=num>{s.success_rate:.1f}</td>"
         f"<td class=num>{s.full_score_trials}</td><td class=num>{s.mean_total:.2f} / {s.max_score:g}</td></tr>"
         for s in report.summaries)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>LingBot-VA trial report</title>"
@@ -215,13 +217,13 @@ def _html(report: Report, summary_plot: str) -> str:
              "Rate = trials with the full score / N × 100.</p>",
              "<table><tr><th>task</th><th>steps</th><th>trials</th><th>Progress Score</th><th>Success Rate</th>"
              f"<th>full-score trials</th><th>mean total</th></tr>{rows}"
-             f"<tr><th>mean</th><th></th><th></th><th class=num>{ps:.1f}</th><th class=num>{sr:.1f}</th><th></th><th></th>"
-             "</tr></table>"]
+             f"<tr><th>mean</th><th></th><th></th><th class=num>{ps:.1f}</th><th class=num>{sr:.1f}</th>"
+             "<th></th><th></th></tr></table>"]
     if summary_plot:
         parts.append(f"<img src='{_e(summary_plot)}' alt='scores per task'>")
     if report.problems:
-        parts.append("<h2 class=warn>Problems</h2><ul>" + "".join(f"<li class=warn>{_e(p)}</li>" for p in report.problems)
-                     + "</ul>")
+        items = "".join(f"<li class=warn>{_e(p)}</li>" for p in report.problems)
+        parts.append(f"<h2 class=warn>Problems</h2><ul>{items}</ul>")
     for s in report.summaries:
         parts.append(_task_html(s, [t for t in report.trials if t.score.task == s.task]))
     if report.unannotated:
@@ -233,7 +235,8 @@ def _html(report: Report, summary_plot: str) -> str:
 
 
 def _task_html(s: TaskSummary, trials: list[Trial]) -> str:
-    steps = "".join(f"<tr><td>{k + 1}</td><td>{_e(st)}</td><td class=num>{m:.2f}</td><td class=num>{100 * f:.0f}%</td></tr>"
+    steps = "".join(f"<tr><td>{k + 1}</td><td>{_e(st)}</td><td class=num>{m:.2f}</td>"
+                    f"<td class=num>{100 * f:.0f}%</td></tr>"
                     for k, (st, m, f) in enumerate(zip(s.steps, s.step_mean, s.step_first_try)))
     rows = []
     for t in trials:
@@ -271,9 +274,9 @@ def _trial_html(t: Trial) -> str:
             body.append(f"<img src='{_e(t.plots[name])}' alt='{name}'>")
     frames = [(k, v) for k, v in t.plots.items() if k.startswith("frames_")]
     if frames:
-        body.append("<div class=frames><p>live view (real | predicted) at " + ", ".join(
-            _e(k.split("@")[1]) for k, _ in frames) + "</p>" + "".join(f"<img src='{_e(v)}' alt='{_e(k)}'>" for k, v in frames)
-            + "</div>")
+        times = ", ".join(_e(k.split("@")[1]) for k, _ in frames)
+        images = "".join(f"<img src='{_e(v)}' alt='{_e(k)}'>" for k, v in frames)
+        body.append(f"<div class=frames><p>live view (real | predicted) at {times}</p>{images}</div>")
     elif a is not None and not a.error:
         body.append("<p>no predicted frames recorded (live view disabled, or topic not recorded)</p>")
     return (f"<details id='{_e(_slug('trial-' + t.trial_id))}'><summary>trial {_e(t.trial_id)}: "

@@ -197,6 +197,8 @@ def test_inputs_are_validated(backend):
         backend.ground([{**good, "cam_left_wrist": good["cam_left_wrist"].astype(np.float32)}] * 4, rows, 0)
     with pytest.raises(ValueError, match="numpy array"):
         backend.ground(keyframes(spec, 4), rows.tolist(), 0)
+    with pytest.raises(RuntimeError, match="neither grounded nor"):
+        backend.predict_chunk()                                  # chunk 0 must be grounded/imagined first
     backend.ground(keyframes(spec, 4), rows, 0)                  # the failed calls changed nothing
     assert backend.predict_chunk().start_index == 16
 

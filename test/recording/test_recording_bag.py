@@ -19,8 +19,7 @@ from rosbags.interfaces import QosDurability, QosReliability
 from lingbot_va_ros.common import topics
 from lingbot_va_ros.msg import ActionTick
 from lingbot_va_ros.recording import repair as repair_mod
-from lingbot_va_ros.recording.bag_reader import (BagNotClosed, iter_messages, open_bag, read_episode_info,
-                                                 read_metadata, topic_counts)
+from lingbot_va_ros.recording.bag_reader import BagNotClosed, iter_messages, open_bag, read_episode_info, read_metadata
 from lingbot_va_ros.recording.bag_writer import SIDECAR, CrashSafeBagWriter
 from lingbot_va_ros.recording.control import (ControlError, StartEpisode, StopEpisode, encode_command, parse_command,
                                               safe_dirname, unique_bag_path)
@@ -47,8 +46,10 @@ def _tick(catalog: TypeCatalog, i: int) -> bytes:
     return trim_cdr(catalog.typestore, TICK_TYPE, serialize_message(ActionTick(episode_id="ep", action_index=i)))
 
 
-def _bag_with_ticks(path: Path, catalog: TypeCatalog, n: int, flush_every: int = 0) -> CrashSafeBagWriter:
-    writer = CrashSafeBagWriter(path, encode_custom_data({"episode_id": "ep", "prompt": "wipe", "seed": 3})).open()
+def _bag_with_ticks(path: Path, catalog: TypeCatalog, n: int, flush_every: int = 0,
+                    compression: str = "none") -> CrashSafeBagWriter:
+    writer = CrashSafeBagWriter(path, encode_custom_data({"episode_id": "ep", "prompt": "wipe", "seed": 3}),
+                                compression=compression).open()
     writer.add_topic(topics.ACTION_TICK, catalog.definition(TICK_TYPE))
     for i in range(n):
         writer.write(topics.ACTION_TICK, 1_000 + i, _tick(catalog, i))
@@ -88,7 +89,8 @@ def test_project_and_standard_definitions_embed_dependencies(catalog):
 def test_third_party_types_come_from_the_ament_index(tmp_path):
     msg_dir = tmp_path / "share" / "foo_msgs" / "msg"
     msg_dir.mkdir(parents=True)
-    (msg_dir / "Bar.msg").write_text("# a comment\nstd_msgs/Header header\nBaz[] items\nuint8 MODE_A=1\nstring<=8 tag\n")
+    (msg_dir / "Bar.msg").write_text("# a comment\nstd_msgs/Header header\nBaz[] items\nuint8 MODE_A=1\n"
+                                     "string<=8 tag\n")
     (msg_dir / "Baz.msg").write_text("float64[3] xyz\ngeometry_msgs/Pose pose\n")
     catalog = TypeCatalog(ament_prefixes=[str(tmp_path)])
     bar = catalog.definition("foo_msgs/msg/Bar")
@@ -145,9 +147,10 @@ def test_flush_puts_everything_written_on_disk_while_the_bag_stays_open(tmp_path
     writer.close()
 
 
-def test_repair_recovers_every_flushed_message_of_a_killed_recording(tmp_path, catalog):
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_repair_recovers_every_flushed_message_of_a_killed_recording(tmp_path, catalog, compression):
     live = tmp_path / "live"
-    writer = _bag_with_ticks(live, catalog, 40, flush_every=10)   # 40 flushed
+    writer = _bag_with_ticks(live, catalog, 40, flush_every=10, compression=compression)   # 40 flushed
     for i in range(40, 45):                                        # written, not flushed: lost on a kill
         writer.write(topics.ACTION_TICK, 1_000 + i, _tick(catalog, i))
     killed = tmp_path / "killed"

@@ -26,8 +26,8 @@ SPEC = BackendSpec(camera_names=("cam",), image_sizes={"cam": (16, 16)}, action_
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     bag = tmp_path_factory.mktemp("template") / "ep"
-    write_synthetic_episode(bag, DigestBackend(spec=SPEC, first_chunk_actions=4), n_chunks=4,
-                            latencies_s=(0.1, 0.3), metadata={"pipeline_mode": "sync", "checkpoint_hash": "fp-sha256:1"})
+    write_synthetic_episode(bag, DigestBackend(spec=SPEC, first_chunk_actions=4), n_chunks=4, latencies_s=(0.1, 0.3),
+                            metadata={"pipeline_mode": "sync", "checkpoint_hash": "fp-sha256:1"})
     return bag
 
 
