@@ -10,7 +10,7 @@ Three processes on one ROS domain (localhost, the project's Fast DDS SHM profile
 It also times decode + resize per frame in-process (why decoding runs on a worker, not in the callback),
 and writes docs/benchmarks/ingest_latency.md.
 
-    python benchmarks/bench_ingest_latency.py [--duration 40] [--encoding rgb8|bgr8|jpeg] [--max-wait 0]
+    python benchmarks/bench_ingest_latency.py [--duration 20 --repeat 3] [--encoding rgb8|bgr8|jpeg] [--max-wait 0]
 """
 from __future__ import annotations
 
@@ -141,6 +141,25 @@ def micro_decode(height: int, width: int, repeats: int = 60) -> dict[str, dict[s
 
 
 # ---- orchestration --------------------------------------------------------------------------------------------
+def _machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / hz, sum(fields) / hz
+
+
+def _wait_for_a_quiet_core(limit_s: float) -> None:
+    """Up to ``limit_s``: wait until other work leaves at least one core idle (measured over 2 s)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        b0, t0 = _machine_busy_seconds()
+        time.sleep(2.0)
+        b1, t1 = _machine_busy_seconds()
+        if (t1 - t0) - (b1 - b0) >= (t1 - t0) / (os.cpu_count() or 1):
+            return
+
+
 def run(args) -> dict:
     from lingbot_va_ros.testing.ros_harness import (NodeProcess, RosProbe, apply_ros_env_to_this_process, ros_env,
                                                     wait_until)
@@ -163,6 +182,7 @@ def run(args) -> dict:
                           env, work / "cameras.log", "cameras").start()
     ingest = NodeProcess.module("lingbot_va_ros.nodes.camera_ingest", env, work, params_file=params_file).start()
     probe = RosProbe(args.domain, "bench_ingest")
+    windows = []
     try:
         from diagnostic_msgs.msg import DiagnosticArray
 
@@ -191,23 +211,44 @@ def run(args) -> dict:
 
         wait_until(streaming, 30, "all three cameras streaming", on_timeout=lambda: ingest.output()[-2000:])
         time.sleep(args.warmup)
-        cpu0 = {"ingest": _cpu_seconds(ingest.pid), "cameras": _cpu_seconds(cameras.pid)}
-        threads0 = _thread_cpu_seconds(ingest.pid)
-        wall0 = time.monotonic()
+
+        def answered() -> int:  # Observations received + ticks the node declared invalid (no Observation)
+            invalid = sum(1 for line in timing_csv.read_text().splitlines()[1:] if line.endswith(",0"))
+            return len(e2e) + invalid
+
         period = 1.0 / args.tick_rate
         n_ticks = int(args.duration * args.tick_rate)
-        due = time.monotonic()
-        for k in range(n_ticks):
-            due += period
-            time.sleep(max(0.0, due - time.monotonic()))
-            msg = ActionTick(episode_id="bench", action_index=4 * k + 3, key_frame_index=k + 1)
-            msg.header.stamp = ns_to_stamp(time.time_ns())
-            ticks.publish(msg)
-        wait_until(lambda: len(e2e) >= n_ticks, 10, "the last observations")
-        wall = time.monotonic() - wall0
-        cpu = {k: (_cpu_seconds(p.pid) - cpu0[k]) / wall * 100
-               for k, p in (("ingest", ingest), ("cameras", cameras))}
-        threads = {k: (v - threads0.get(k, 0.0)) / wall * 100 for k, v in _thread_cpu_seconds(ingest.pid).items()}
+        first_index = 0
+        for _ in range(args.repeat):
+            if args.quiet_wait > 0:
+                _wait_for_a_quiet_core(args.quiet_wait)
+            ours0 = sum(_cpu_seconds(p.pid) for p in (ingest, cameras)) + time.process_time()
+            cpu0 = {"ingest": _cpu_seconds(ingest.pid), "cameras": _cpu_seconds(cameras.pid)}
+            threads0 = _thread_cpu_seconds(ingest.pid)
+            busy0, total0 = _machine_busy_seconds()
+            wall0 = time.monotonic()
+            due = time.monotonic()
+            indices = []
+            for k in range(first_index, first_index + n_ticks):
+                due += period
+                time.sleep(max(0.0, due - time.monotonic()))
+                msg = ActionTick(episode_id="bench", action_index=4 * k + 3, key_frame_index=k + 1)
+                msg.header.stamp = ns_to_stamp(time.time_ns())
+                ticks.publish(msg)
+                indices.append(4 * k + 3)
+            first_index += n_ticks
+            wait_until(lambda: answered() >= first_index, 10, "an answer to every tick")
+            wall = time.monotonic() - wall0
+            busy1, total1 = _machine_busy_seconds()
+            ours = sum(_cpu_seconds(p.pid) for p in (ingest, cameras)) + time.process_time() - ours0
+            windows.append({
+                "indices": set(indices),
+                "other_cpu_cores": max(0.0, (busy1 - busy0) - ours) / wall,   # CPU used by everything but us
+                "load_average": os.getloadavg()[0],
+                "cpu": {k: (_cpu_seconds(p.pid) - cpu0[k]) / wall * 100 for k, p in (("ingest", ingest), ("cameras", cameras))},
+                "threads": {k: (v - threads0.get(k, 0.0)) / wall * 100
+                            for k, v in _thread_cpu_seconds(ingest.pid).items()},
+            })
         last_diag = {s.name: {kv.key: kv.value for kv in s.values} for s in diagnostics.messages[-1].status}
     finally:
         probe.close()
@@ -215,17 +256,27 @@ def run(args) -> dict:
         cameras.stop()
 
     rows = list(csv.DictReader(timing_csv.open()))
-    valid = [r for r in rows if r["valid"] == "1"]
+    invalid_reasons = [line.split("]: ", 1)[-1][:300] for line in ingest.output().splitlines() if "no Observation" in line]
+    results = []
+    for w in windows:
+        mine = [r for r in rows if int(r["action_index"]) in w["indices"]]
+        valid = [r for r in mine if r["valid"] == "1"]
+        results.append({
+            "ticks": len(w["indices"]), "observations": sum(1 for i in w["indices"] if i in e2e),
+            "invalid": len(mine) - len(valid),
+            "other_cpu_cores": w["other_cpu_cores"], "load_average": w["load_average"],
+            "node_total_ms": _pct([float(r["total_ms"]) for r in valid]),
+            "node_work_ms": _pct([float(r["work_ms"]) for r in valid]),
+            "node_cpu_ms": _pct([float(r["cpu_ms"]) for r in valid]),
+            "waited_inflight_ms": _pct([float(r["waited_inflight_ms"]) for r in valid]),
+            "waited_for_frames_ms": _pct([float(r["waited_for_frames_ms"]) for r in valid]),
+            "end_to_end_ms": _pct([e2e[i] for i in w["indices"] if i in e2e]),
+            "cpu_percent_of_one_core": w["cpu"],
+            "ingest_threads_cpu_percent": dict(sorted(w["threads"].items(), key=lambda kv: -kv[1])),
+        })
     return {
-        "ticks": n_ticks, "observations": len(e2e), "invalid": len(rows) - len(valid),
-        "node_total_ms": _pct([float(r["total_ms"]) for r in valid]),
-        "node_work_ms": _pct([float(r["work_ms"]) for r in valid]),
-        "node_cpu_ms": _pct([float(r["cpu_ms"]) for r in valid]),
-        "waited_inflight_ms": _pct([float(r["waited_inflight_ms"]) for r in valid]),
-        "waited_for_frames_ms": _pct([float(r["waited_for_frames_ms"]) for r in valid]),
-        "end_to_end_ms": _pct(list(e2e.values())),
-        "cpu_percent_of_one_core": cpu,
-        "ingest_threads_cpu_percent": dict(sorted(threads.items(), key=lambda kv: -kv[1])),
+        "windows": results,
+        "invalid_reasons": invalid_reasons,
         "per_camera": {n: {k: last_diag.get(f"camera_ingest: {n}", {}).get(k, "?")
                            for k in ("rate_hz", "drops", "decode_resize_ms_p50", "decode_resize_ms_p99")}
                        for n in CAMERA_TOPICS},
@@ -244,35 +295,59 @@ def write_doc(args, res: dict, micro: dict) -> None:
     def row(label: str, s: dict) -> str:
         return f"| {label} | {s['p50']:.2f} | {s['p90']:.2f} | {s['p99']:.2f} | {s['max']:.2f} | {s['n']} |"
 
+    windows = res["windows"]
+    quietest = min(windows, key=lambda w: w["other_cpu_cores"])
     lines = [
         "## Camera ingest latency (tick -> Observation)",
         "",
-        f"Machine: {machine()}; load average at start {os.getloadavg()[0]:.2f} (the 2 cores are shared with other "
-        "work, so treat the tails as upper bounds).",
+        f"Machine: {machine()}, shared with other engineers' jobs: each window lists the CPU that everything else "
+        "used meanwhile (in cores), because tail latencies on 2 oversubscribed cores measure the scheduler more "
+        "than the node.",
         "",
-        f"Command: `python benchmarks/bench_ingest_latency.py --duration {args.duration:g} --encoding {args.encoding} "
-        f"--max-wait {args.max_wait:g}`",
+        f"Command: `python benchmarks/bench_ingest_latency.py --duration {args.duration:g} --repeat {args.repeat} "
+        f"--encoding {args.encoding} --max-wait {args.max_wait:g}`",
         "",
         f"Setup: three {args.height}x{args.width} `{args.encoding}` cameras at {args.camera_rate:g} Hz (separate "
-        f"process, sensor-data QoS), ActionTicks at {args.tick_rate:g} Hz (RoboTwin key-frame rate), camera_ingest "
-        "with the RoboTwin T-shape sizes (256x320 + 2x128x160), Fast DDS SHM profile, localhost. "
-        f"{res['ticks']} ticks after {args.warmup:g} s warm-up; {res['observations']} Observations, "
-        f"{res['invalid']} invalid.",
+        f"process, sensor-data QoS), ActionTicks at {args.tick_rate:g} Hz (RoboTwin key-frame rate) stamped with "
+        "the wall clock, camera_ingest with the RoboTwin T-shape sizes (256x320 + 2x128x160), `max_wait` "
+        f"{args.max_wait:g} (so all node time is the node's own work), Fast DDS SHM profile, localhost. "
+        f"{args.repeat} windows of {args.duration:g} s after {args.warmup:g} s warm-up.",
+        "",
+        "Node's own work = ActionTick callback start -> `publish()` of the Observation returned (wall clock, "
+        "logged in-node per tick to the `timing_log` CSV). CPU = the assembler thread's CPU time for the same "
+        "tick (select, build, publish; immune to preemption). End to end = Observation received by another "
+        "process - tick stamp.",
+        "",
+        "| window | other load (cores) | Observations / ticks | own work p50 / p99 (ms) | own work CPU p50 / p99 (ms) | "
+        "end to end p50 / p99 (ms) |",
+        "|---|---|---|---|---|---|",
+        *[f"| {i + 1} | {w['other_cpu_cores']:.2f} | {w['observations']} / {w['ticks']} | "
+          f"{w['node_work_ms']['p50']:.2f} / {w['node_work_ms']['p99']:.2f} | "
+          f"{w['node_cpu_ms']['p50']:.2f} / {w['node_cpu_ms']['p99']:.2f} | "
+          f"{w['end_to_end_ms']['p50']:.2f} / {w['end_to_end_ms']['p99']:.2f} |" for i, w in enumerate(windows)],
+        "",
+        f"Quietest window ({quietest['other_cpu_cores']:.2f} cores used by other work) in detail:",
         "",
         "| latency (ms) | p50 | p90 | p99 | max | n |",
         "|---|---|---|---|---|---|",
-        row("node's own work: tick callback start -> Observation published", res["node_work_ms"]),
-        row("node total (incl. waiting for newer frames, max_wait)", res["node_total_ms"]),
-        row("  of which waiting for frames still being decoded", res["waited_inflight_ms"]),
-        row("CPU time of that work (assembler thread; immune to preemption)", res["node_cpu_ms"]),
-        row("end to end: tick stamp -> Observation received (DDS, other process)", res["end_to_end_ms"]),
+        row("node's own work: tick callback start -> Observation published", quietest["node_work_ms"]),
+        row("  of which waiting for frames received before the tick, still decoding", quietest["waited_inflight_ms"]),
+        row("CPU time of that work (assembler thread)", quietest["node_cpu_ms"]),
+        row("end to end: tick stamp -> Observation received (DDS, other process)", quietest["end_to_end_ms"]),
         "",
-        f"Target p99 < 5 ms for the node's own work: **{'met' if res['node_work_ms']['p99'] < 5 else 'NOT met'}** "
-        f"(p99 {res['node_work_ms']['p99']:.2f} ms).",
+        f"Target p99 < 5 ms for the node's own work: "
+        f"**{'met' if quietest['node_work_ms']['p99'] < 5 else 'NOT met'}** in the quietest window "
+        f"(p99 {quietest['node_work_ms']['p99']:.2f} ms; CPU p99 {quietest['node_cpu_ms']['p99']:.2f} ms); "
+        f"{sum(w['node_work_ms']['p99'] < 5 for w in windows)} of {len(windows)} windows met it.",
         "",
-        "CPU (percent of one core, during the measured window): "
-        + ", ".join(f"{k} {v:.0f} %" for k, v in res["cpu_percent_of_one_core"].items()) + "; ingest by thread: "
-        + ", ".join(f"{k} {v:.1f} %" for k, v in res["ingest_threads_cpu_percent"].items() if v >= 0.5) + ".",
+        "CPU in the quietest window (percent of one core): "
+        + ", ".join(f"{k} {v:.0f} %" for k, v in quietest["cpu_percent_of_one_core"].items()) + "; ingest by thread: "
+        + ", ".join(f"{k} {v:.1f} %" for k, v in quietest["ingest_threads_cpu_percent"].items() if v >= 0.5) + ".",
+        "",
+        "Invalid ticks (no Observation) over all windows: "
+        f"{sum(w['invalid'] for w in windows)}" + (
+            "; the node's reasons (first 2): " + "; ".join(res["invalid_reasons"][:2]) if res["invalid_reasons"] else "")
+        + ".",
         "",
         "Per camera in the node (last /diagnostics): " + "; ".join(
             f"{n}: {v['rate_hz']} Hz, drops {v['drops']}, decode+resize p50 {v['decode_resize_ms_p50']} ms / p99 "
@@ -284,9 +359,11 @@ def write_doc(args, res: dict, micro: dict) -> None:
         "|---|---|---|---|",
         *[f"| {k} | {v['p50']:.2f} | {v['p90']:.2f} | {v['p99']:.2f} |" for k, v in micro.items()],
         "",
-        "Decode + resize costs 0.3-1 ms per raw frame and several ms per JPEG, 90 frames/s in all, so it runs on "
-        "one worker thread per camera with a bounded queue (cv2 releases the GIL); the subscription callback only "
-        "stamps and enqueues, and a tick only picks already-resized frames, builds the message and publishes.",
+        "Decode + resize costs ~0.4-0.7 ms per raw frame and several ms per JPEG at 90 frames/s, so it runs on one "
+        "worker thread per camera with a bounded queue (cv2 releases the GIL); the subscription callback only "
+        "stamps and enqueues, and a tick only picks already-resized frames, builds the message and publishes "
+        "(the CPU column). The wall-clock tail comes from (a) ticks that arrive while the frame they need is still "
+        "being decoded (correctly waited for: it is the nearest frame) and (b) preemption on the shared cores.",
         "",
     ]
     DOC.parent.mkdir(parents=True, exist_ok=True)
@@ -296,7 +373,10 @@ def write_doc(args, res: dict, micro: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--role", choices=["bench", "cameras"], default="bench", help=argparse.SUPPRESS)
-    ap.add_argument("--duration", type=float, default=40.0, help="seconds of ticks measured")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds of ticks per measurement window")
+    ap.add_argument("--repeat", type=int, default=3, help="measurement windows (each reported with the machine load)")
+    ap.add_argument("--quiet-wait", type=float, default=30.0,
+                    help="before each window wait up to this many seconds for one idle core (0: do not wait)")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--encoding", choices=["rgb8", "bgr8", "jpeg"], default="rgb8")
     ap.add_argument("--camera-rate", "--rate", dest="camera_rate", type=float, default=30.0)

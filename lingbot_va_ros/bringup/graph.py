@@ -28,6 +28,8 @@ class BringupOptions:
     respawn_delay: float = 2.0
     log_level: str = "info"
     camera_config: str = ""             # camera ingest params file; default: config/camera_ingest[_sim].yaml
+    torch_threads: int = 0              # inference CPU threads (0 = torch default)
+    display_rate_hz: float = 0.0        # live-view decode rate (0 = the inference YAML's)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ def build_graph(opts: BringupOptions) -> list[NodeSpec]:
         NodeSpec("lingbot_va_inference", "inference_node", "lingbot_va_ros.nodes.inference",
                  params_files=(str(config_path("inference.yaml")),),
                  overrides={"checkpoint": opts.checkpoint, "embodiment": embodiment_yaml, "device": opts.device,
-                            "mode": opts.mode, "recording_dir": opts.recording_dir if opts.record else ""},
+                            "mode": opts.mode, "recording_dir": opts.recording_dir if opts.record else "",
+                            "torch_threads": opts.torch_threads,
+                            **({"display": {"rate_hz": opts.display_rate_hz}} if opts.display_rate_hz else {})},
                  respawn=opts.use_respawn),
     ]
     if opts.record:

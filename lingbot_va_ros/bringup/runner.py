@@ -98,7 +98,7 @@ class Bringup:
 
 
 def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, max_duration: float,
-                startup_timeout: float, quiet: bool = False) -> EpisodeReport:
+                startup_timeout: float, quiet: bool = False, metadata: dict | None = None) -> EpisodeReport:
     from rclpy.action import ActionClient
 
     from lingbot_va_ros.action import RunEpisode
@@ -131,7 +131,15 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
                 print(f"[demo] chunk {f.chunk_index:3d}  latency {1e3 * f.latency_s:6.0f} ms  cache {100 * f.cache_fill:5.1f}%"
                       f"  mode {f.mode}  misses {f.deadline_misses}", flush=True)
 
-        goal = RunEpisode.Goal(prompt=prompt, max_chunks=max_chunks, max_duration_s=max_duration)
+        episode_id = f"ep-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid() % 10000:04d}"
+        recorder = None
+        if bringup.opts.record:
+            from lingbot_va_ros.recording.control import RecorderClient
+
+            recorder = RecorderClient(probe.node)
+            report.recording_path = recorder.start(episode_id, prompt, metadata or {}, timeout=startup_timeout)
+        goal = RunEpisode.Goal(prompt=prompt, max_chunks=max_chunks, max_duration_s=max_duration,
+                               episode_id=episode_id)
         goal_future = client.send_goal_async(goal, feedback_callback=on_feedback)
         handle = wait_until(lambda: goal_future.done() and goal_future.result(), 30, "goal acceptance")
         result_future = handle.get_result_async()
@@ -145,7 +153,12 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
             raise
         result = result_future.result().result
         report.outcome, report.reason, report.episode_id = result.outcome, result.reason, result.episode_id
-        report.chunks, report.duration_s, report.recording_path = result.chunks, result.duration_s, result.recording_path
+        report.chunks, report.duration_s = result.chunks, result.duration_s
+        if recorder is not None:
+            # let the arm finish the last chunk and its key frames reach the bag before closing it
+            wait_until(lambda: ticks.stamps and time.monotonic() - ticks.stamps[-1] > 0.5, 10, "the arm to settle")
+            report.recording_path = recorder.stop(episode_id, result.outcome, result.reason,
+                                                  {"chunks": int(result.chunks), "duration_s": float(result.duration_s)})
         report.tick_times = [t for m, t in zip(ticks.messages, ticks.stamps)
                              if m.episode_id == result.episode_id and m.action_index >= 0]
         client.destroy()
@@ -183,31 +196,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-record", action="store_true")
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42")))
     ap.add_argument("--startup-timeout", type=float, default=120.0)
+    ap.add_argument("--torch-threads", type=int, default=1, help="inference CPU threads (1 is fastest on small CPUs)")
+    ap.add_argument("--live-view-hz", type=float, default=0.5, help="predicted-frame decode rate (CPU cost)")
     ap.add_argument("--json", action="store_true", help="also print the report as JSON")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
-    run_dir = Path(args.out).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else ensure_checkpoint(run_dir / "tiny_checkpoint", args.embodiment)
-    recording_dir = run_dir / "recordings"
-    opts = BringupOptions(arm=args.arm, embodiment=args.embodiment, checkpoint=str(checkpoint.resolve()),
-                          device=args.device, mode=args.mode, record=not args.no_record,
-                          recording_dir=str(recording_dir), use_sim=args.arm == "sim")
+    from lingbot_va_ros.executor.arm_config import load_arm_config
     from lingbot_va_ros.model.embodiment import load_embodiment
 
+    run_dir = Path(args.out).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    arm = args.arm
+    if args.checkpoint:
+        checkpoint = Path(args.checkpoint)
+    else:
+        checkpoint = ensure_checkpoint(run_dir / "tiny_checkpoint", args.embodiment)
+        if arm == "sim":  # an untrained model predicts white noise: see config/arms/sim_random_policy.yaml
+            arm = "sim_random_policy"
+            print("[demo] tiny random checkpoint: using arm profile 'sim_random_policy' (jump checks opened, "
+                  "limits enforced)", flush=True)
+    recording_dir = run_dir / "recordings"
+    opts = BringupOptions(arm=arm, embodiment=args.embodiment, checkpoint=str(checkpoint.resolve()),
+                          device=args.device, mode=args.mode, record=not args.no_record,
+                          recording_dir=str(recording_dir), use_sim=load_arm_config(arm).driver == "sim",
+                          torch_threads=args.torch_threads, display_rate_hz=args.live_view_hz)
     emb = load_embodiment(args.embodiment)
     bringup = Bringup(opts, args.domain_id, run_dir)
     code = 1
     try:
         bringup.start()
+        from lingbot_va_ros.common.paths import resolve_config
+        from lingbot_va_ros.recording.metadata import episode_metadata
+
+        configs = [resolve_config(arm, "arms"), resolve_config(args.embodiment, "embodiments"),
+                   *(f for spec in build_graph(opts) for f in spec.params_files)]
+        meta = episode_metadata(pipeline_mode=args.mode, checkpoint=str(checkpoint), embodiment=args.embodiment,
+                                config_files=configs, extra={"arm": arm, "runner": "lingbot-va-demo"})
         report = run_episode(bringup, args.domain_id, args.prompt, args.chunks, args.duration, args.startup_timeout,
-                             args.quiet)
-        bag = recording_dir / report.episode_id if opts.record else None
-        if bag is not None:  # the recorder closes the bag when the episode ends
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not (bag / "metadata.yaml").is_file():
-                time.sleep(0.1)
+                             args.quiet, meta)
+        bag = Path(report.recording_path) if report.recording_path else None
         print("\n" + summarize(report, emb.actions_per_keyframe / emb.control_hz, bag), flush=True)
         if args.json:
             print(json.dumps({**report.__dict__, "tick_times": len(report.tick_times)}, default=str))

@@ -162,13 +162,33 @@ def _combine(arm: ArmConfig, urdf: dict[str, UrdfJointLimit]) -> JointLimits:
                        **{k: np.asarray(v, dtype=np.float64) for k, v in cols.items()})
 
 
-def load_arm_config(name_or_path: str | Path) -> ArmConfig:
-    """An arm YAML by name (``config/arms/<name>.yaml``) or path, validated."""
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_arm_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], Path]:
+    """Read an arm YAML; ``extends: <name or path>`` deep-merges it over a base file (lists are replaced)."""
     path = resolve_config(str(name_or_path), "arms")
+    if str(path) in seen:
+        raise ArmConfigError(f"{path}: 'extends' cycle through {' -> '.join(seen)}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ArmConfigError(f"{path}: invalid YAML: {exc}") from None
+    base = data.pop("extends", None)
+    if base:
+        base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+        base_data, _ = _read_arm_yaml(str(base_path) if base_path.suffix else base, (*seen, str(path)))
+        data = _merge(base_data, data)
+    return data, path
+
+
+def load_arm_config(name_or_path: str | Path) -> ArmConfig:
+    """An arm YAML by name (``config/arms/<name>.yaml``) or path, validated."""
+    data, path = _read_arm_yaml(str(name_or_path))
     return arm_config_from_dict(data, source=str(path))
 
 

@@ -85,7 +85,10 @@ class PolicyBackend(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} does not support naive async")
 
     def decode_for_display(self, prediction: ChunkPrediction) -> Mapping[str, np.ndarray] | None:
-        """Predicted key frames per camera as HxWx3 uint8 RGB (last predicted frame), or None."""
+        """Predicted key frames per camera as HxWx3 uint8 RGB (last predicted frame), or None.
+
+        Called from the live-view thread, concurrently with the worker's calls: it must not touch episode state
+        (caches, counters), so a slow decode can never delay a prediction."""
         return None
 
     def cache_fill(self) -> float:

@@ -29,6 +29,8 @@ class InferenceParams(NodeParams):
         "auto", description="auto = flash-attn when installed and on cuda, else torch SDPA")
     text_encoder_offload: bool = Field(True, description="keep the text encoder off the GPU except while encoding "
                                        "the prompt (once per episode)")
+    torch_threads: int = Field(0, ge=0, le=256, description="torch intra-op CPU threads (0 = torch's default); "
+                               "on a small shared CPU, 1 is often fastest")
     seed: int = Field(0, ge=0, description="noise seed; each episode reseeds from it")
     mode: Literal["sync", "async", "async_naive"] = Field(
         "sync", description="sync = the official protocol (safe default for released checkpoints, which were not "

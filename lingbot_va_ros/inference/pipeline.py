@@ -81,6 +81,7 @@ class EpisodeRunner:
         self.cancel_event = threading.Event()
         self.stats = EpisodeStats(mode=mode)
         self._t0 = 0.0
+        self.inputs_ready_at = 0.0
         self.state = "idle"
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -128,6 +129,7 @@ class EpisodeRunner:
         self.state = "waiting_feedback"
         keyframes, executed = self.inputs.wait_feedback(chunk, self.feedback_timeout + self._chunk_seconds(chunk),
                                                         self.cancelled)
+        self.inputs_ready_at = time.monotonic()  # latency is counted from here: the arm's data is complete
         self._timed("ground", self.backend.ground, [k.images for k in keyframes], executed, chunk.start_index)
         self.stats.calls.append(f"ground:{chunk.chunk_index}")
         return keyframes[-1].action_index, keyframes[-1].stamp_ns
@@ -156,7 +158,7 @@ class EpisodeRunner:
                 mode = "sync" if self.stats.fell_back_to_sync else self.mode
                 if mode == "sync":
                     obs = self._ground(current.prediction)
-                    started = time.monotonic()
+                    started = self.inputs_ready_at
                     nxt = self._predict_and_publish(started, obs[0], obs[1], None)
                     previous, current = current, nxt
                     continue
@@ -165,6 +167,7 @@ class EpisodeRunner:
                 obs = (current.observation_action_index, current.observation_stamp_ns)
                 if previous is not None:
                     obs = self._ground(previous.prediction)
+                    started = self.inputs_ready_at
                 if mode == "async":
                     self._timed("imagine", self.backend.imagine, current.prediction)
                     self.stats.calls.append(f"imagine:{current.prediction.chunk_index}")

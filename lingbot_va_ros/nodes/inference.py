@@ -51,6 +51,10 @@ class InferenceNode(Node):
     def __init__(self) -> None:
         super().__init__("lingbot_va_inference", **node_options())
         self.params = InferenceParams.from_node(self)
+        if self.params.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.params.torch_threads)
         t = time.perf_counter()
         self.backend = build_backend(self.params)  # fails start-up with the exact problem
         self.spec = self.backend.spec
@@ -58,7 +62,6 @@ class InferenceNode(Node):
                                f"cameras {list(self.spec.camera_names)}, {len(self.spec.channel_names)} channels "
                                f"({self.spec.action_space}), mode {self.params.mode}")
         self.inputs = EpisodeInputs(self.spec)
-        self._model_lock = threading.Lock()
         self._runner: EpisodeRunner | None = None
         self._episode_id = ""
         self._busy = threading.Lock()
@@ -191,28 +194,9 @@ class InferenceNode(Node):
             except queue.Empty:
                 continue
             try:
-                outcome.append(self._run_locked(runner, prompt))
+                outcome.append(runner.run(prompt))  # every episode model call runs on this thread
             finally:
                 done.set()
-
-    def _run_locked(self, runner: EpisodeRunner, prompt: str) -> tuple[str, str]:
-        # Every backend call of the episode runs on this thread; the live view only borrows the backend
-        # while this thread waits for the arm (see _display_loop).
-        backend = runner.backend
-        lock = self._model_lock
-
-        class _Locked:
-            def __getattr__(_self, name):
-                attr = getattr(backend, name)
-                if not callable(attr) or name in ("spec",):
-                    return attr
-
-                def call(*a, **k):
-                    with lock:
-                        return attr(*a, **k)
-                return call
-        runner.backend = _Locked()  # type: ignore[assignment]
-        return runner.run(prompt)
 
     def _publish_initial_tick(self, episode_id: str) -> None:
         msg = ActionTick(episode_id=episode_id, action_index=-1, key_frame_index=0)
@@ -247,18 +231,18 @@ class InferenceNode(Node):
         period = 1.0 / self.params.display.rate_hz
         while not self._stop.wait(period):
             runner = self._runner
+            # decode while the worker waits for the arm, so on a shared CPU the two rarely compete
             if not self._display_pending or runner is None or runner.state != "waiting_feedback":
-                continue
-            if not self._model_lock.acquire(blocking=False):
                 continue
             try:
                 pred = self._last_prediction
+                t = time.perf_counter()
                 predicted = self.backend.decode_for_display(pred) if pred is not None else None
+                if runner is not None:
+                    runner.stats.add_stage("decode", time.perf_counter() - t)
             except Exception as exc:  # noqa: BLE001 - the live view must never take the node down
                 self.get_logger().warning(f"live view decode failed: {exc}", throttle_duration_sec=10.0)
                 predicted = None
-            finally:
-                self._model_lock.release()
             real = self.inputs.latest_keyframe()
             if real is None:
                 continue

@@ -207,3 +207,18 @@ def test_shipped_executor_params_file_validates():
 
     p = ExecutorParams.from_yaml(share_dir() / "config" / "executor.yaml", "lingbot_va_executor")
     assert p == ExecutorParams()    # the file documents the defaults
+
+
+def test_arm_yaml_extends_a_base_file(tmp_path):
+    from lingbot_va_ros.executor.arm_config import ArmConfigError, load_arm_config
+
+    strict, demo = load_arm_config("sim"), load_arm_config("sim_random_policy")
+    assert demo.driver == strict.driver and demo.joints == strict.joints and demo.rate_hz == strict.rate_hz
+    assert demo.limits.default.max_first_jump == 6.0 and strict.limits.default.max_first_jump == 0.2
+    # untouched nested keys come from the base
+    assert demo.limits.default.max_step == strict.limits.default.max_step
+    loop_a, loop_b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    loop_a.write_text(f"extends: {loop_b}\n")
+    loop_b.write_text(f"extends: {loop_a}\n")
+    with pytest.raises(ArmConfigError, match="cycle"):
+        load_arm_config(str(loop_a))

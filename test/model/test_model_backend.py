@@ -64,7 +64,7 @@ def test_spec_follows_the_embodiment(full_size_backend):
     assert spec.image_sizes["cam_left_wrist"] == (128, 160)
     assert (spec.action_space, len(spec.channel_names)) == ("joint", 14)
     assert (spec.actions_per_chunk, spec.actions_per_keyframe, spec.keyframes_per_chunk) == (32, 4, 8)
-    assert spec.control_hz == 50 and spec.has_video
+    assert spec.control_hz == 30 and spec.has_video
 
 
 def test_sync_episode_reset_predict_ground_predict(full_size_backend):
