@@ -1,28 +1,45 @@
 """Suite-wide fixtures: per-test ROS domain isolation and guaranteed process cleanup."""
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from lingbot_va_ros.testing.ros_harness import NodeProcess, RosProbe, apply_ros_env_to_this_process, ros_env
 
-_DOMAINS_PER_WORKER = 24
-_counter = itertools.count()
-
-
-def _worker_index() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+_LOCK_DIR = Path(tempfile.gettempdir()) / "lingbot_va_ros_test_domains"
+_DOMAINS = list(range(1, 102))  # 0-101: the ports of higher ids collide with the ephemeral range
+_start = itertools.count(os.getpid() % len(_DOMAINS))
 
 
 @pytest.fixture
-def ros_domain() -> int:
-    """A ROS_DOMAIN_ID in 1..96, unique among concurrently running tests; rotated per test so a killed
-    node's stale discovery data from an earlier test never matches a later one."""
-    worker = _worker_index() % 4
-    return 1 + worker * _DOMAINS_PER_WORKER + next(_counter) % _DOMAINS_PER_WORKER
+def ros_domain():
+    """A ROS_DOMAIN_ID no other test on this host is using, held by an flock for the test's duration.
+
+    The lock makes concurrent pytest runs (xdist workers, several developers' runs, CI beside a developer)
+    pick disjoint domains, so no test ever sees another's graph. Successive tests rotate through the ids,
+    so discovery data left by a killed node of an earlier test never matches a later one."""
+    _LOCK_DIR.mkdir(exist_ok=True)
+    first = next(_start)
+    for k in range(len(_DOMAINS)):
+        domain = _DOMAINS[(first + k) % len(_DOMAINS)]
+        handle = open(_LOCK_DIR / f"{domain}.lock", "w")  # noqa: SIM115 - held until the test ends
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield domain
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+        return
+    raise RuntimeError("every ROS domain 1..101 is in use by other tests on this host")
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ embedded definitions and custom data; shutdown closes the open bag; SIGKILL lose
 period (recovered with lingbot-va-bag-repair)."""
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import signal
 import time
 from collections import Counter
@@ -36,18 +34,6 @@ from lingbot_va_ros.recording.types import type_hash_string
 from lingbot_va_ros.testing.ros_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
-
-# ROS domains outside the suite's 1-96 that Fast DDS can bind on Linux without touching the ephemeral port range
-_SPARE_DOMAINS = [*range(97, 102), *range(215, 233)]
-_domain_counter = itertools.count(os.getpid())
-
-
-@pytest.fixture
-def ros_domain() -> int:
-    """Overrides the suite's: these tests count every message on the project's own topic names, so a node from
-    another test run on this host (the suite's domain rotation starts at 1 in every pytest process) must never
-    share their graph."""
-    return _SPARE_DOMAINS[next(_domain_counter) % len(_SPARE_DOMAINS)]
 
 CAMERAS = ("/sim_arm/cam_high/image_raw", "/sim_arm/cam_left_wrist/image_raw")
 
