@@ -98,7 +98,7 @@ class _RosTopicSource(CameraSource):
         raise NotImplementedError
 
     def start(self) -> None:
-        from rclpy.callback_groups import ReentrantCallbackGroup
+        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
         from rclpy.qos import QoSProfile
 
         from lingbot_va_ros.common.qos import SENSOR_DATA
@@ -110,9 +110,11 @@ class _RosTopicSource(CameraSource):
                          durability=SENSOR_DATA.durability, history=SENSOR_DATA.history)
         self._decode = self._decoder()
         self._use_header = self.params.stamp == STAMP_HEADER
-        # Reentrant: several cameras' messages are taken (deserialised) and queued in parallel.
+        # One exclusive group per camera: different cameras are taken (deserialised) in parallel, while one
+        # camera's messages stay in order (a reentrant group let two threads hand frames over swapped, which
+        # then looked like a stamp going backwards).
         self._subscription = node.create_subscription(self._msg_type(), self.settings.topic, self._on_message, qos,
-                                                      callback_group=ReentrantCallbackGroup())
+                                                      callback_group=MutuallyExclusiveCallbackGroup())
 
     def _on_message(self, msg) -> None:
         received = time.monotonic_ns()

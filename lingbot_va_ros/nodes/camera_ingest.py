@@ -124,9 +124,6 @@ class CameraIngestNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    # A woken assembler thread waits for the GIL until the running thread's switch interval ends (5 ms by
-    # default); 1 ms bounds that part of the tick latency at a negligible switching cost.
-    sys.setswitchinterval(0.001)
     # Every callback only stamps and enqueues (decode, assembly and waiting run on the ingest's own threads),
     # so two executor threads suffice: one can take a tick while the other deserialises an image.
     return run_node(CameraIngestNode, num_threads=2, argv=argv)
