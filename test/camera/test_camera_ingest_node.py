@@ -137,7 +137,7 @@ def _counter_of(img_msg) -> int:
 
 
 def test_ticks_give_time_aligned_model_sized_observations(rig):
-    cams, observations, _statuses, tick, node = rig
+    cams, observations, statuses, tick, node = rig
     sent_ticks = {-1: tick(-1, 0)}                 # the inference node's initial-observation tick
     for k in range(1, 9):                           # 12.5 Hz key frames, 4 actions apart
         time.sleep(0.08)
@@ -167,6 +167,9 @@ def test_ticks_give_time_aligned_model_sized_observations(rig):
                                    f"from the target, nearest published {(target - nearest) / 1e6:+.1f} ms")
     # Exact, except that a loaded machine may deliver one best-effort frame late or not at all.
     assert len(not_nearest) <= 1, "\n".join(not_nearest)
+    # one camera's frames are handed over in order (no false "stamp went backwards")
+    latest = {s.name: {kv.key: kv.value for kv in s.values} for s in statuses() if s.name.startswith("camera_ingest: cam")}
+    assert all(v["stamp_backwards"] == "0" and v["stamp_repeats"] == "0" for v in latest.values()), latest
     assert node.alive()
 
 
