@@ -8,7 +8,7 @@ The node set comes from lingbot_va_ros.bringup.graph, shared with the standalone
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -25,6 +25,9 @@ ARGUMENTS = [
     ("use_respawn", "false", "respawn camera ingest / inference / recorder if they crash (the executor never is)"),
     ("respawn_delay", "2.0", "seconds before a respawn"),
     ("log_level", "info", "ROS log level"),
+    ("autostart", "false", "send a RunEpisode goal with `prompt` once the graph is up (lingbot-va run)"),
+    ("prompt", "", "language instruction for autostart"),
+    ("max_chunks", "0", "autostart episode length in chunks (0 = until cancelled)"),
     ("camera_config", "", "camera ingest params file (default: config/camera_ingest_sim.yaml with use_sim, "
                           "else config/camera_ingest.yaml)"),
 ]
@@ -35,7 +38,8 @@ def _truthy(value: str) -> bool:
 
 
 def _launch_nodes(context, *args, **kwargs):
-    from lingbot_va_ros.bringup.graph import BringupOptions, build_graph
+    from lingbot_va_ros.bringup.graph import BringupOptions, build_graph, namespace_remappings
+    from lingbot_va_ros.common.topics import RUN_EPISODE
     from lingbot_va_ros.common.paths import share_dir
 
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
@@ -54,7 +58,17 @@ def _launch_nodes(context, *args, **kwargs):
     urdf = Path(share_dir()) / "urdf" / "bimanual_arm.urdf"
     actions.append(Node(package="robot_state_publisher", executable="robot_state_publisher",
                         name="robot_state_publisher", namespace=opts.namespace, output="screen",
-                        parameters=[{"robot_description": urdf.read_text()}], ros_arguments=ros_args))
+                        parameters=[{"robot_description": urdf.read_text()}], ros_arguments=ros_args,
+                        remappings=list(namespace_remappings(opts.namespace))))
+    if _truthy(get("autostart")):
+        if not get("prompt").strip():
+            raise ValueError("autostart:=true needs a prompt:=\"...\"")
+        # the operator CLI waits for the RunEpisode server, runs the episode and reports its outcome
+        actions.append(ExecuteProcess(
+            cmd=["lingbot-va", "--timeout", "120",
+                 "--action", dict(namespace_remappings(opts.namespace)).get(RUN_EPISODE, RUN_EPISODE),
+                 "run", get("prompt"), "--chunks", get("max_chunks")],
+            output="screen"))
     return actions
 
 

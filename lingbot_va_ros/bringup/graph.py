@@ -44,6 +44,24 @@ class NodeSpec:
     respawn: bool = False
 
 
+def namespaced_names() -> list[str]:
+    """Absolute names of one robot's graph. The nodes use absolute default names (stable, documented), so a
+    namespace is applied by remapping each of them to /<namespace><name> in every node of the bringup."""
+    from lingbot_va_ros.common import topics
+
+    names = [v for k, v in vars(topics).items() if k.isupper() and isinstance(v, str) and v.startswith("/")
+             and k not in ("NAMESPACE", "DIAGNOSTICS")]  # /diagnostics stays global for the aggregator/rqt
+    names += [f"{topics.NAMESPACE}/recorder/control", f"{topics.NAMESPACE}/recorder/status", "/sim_arm/joint_command"]
+    names += [f"/sim_arm/{cam}/{kind}" for cam in ("cam_high", "cam_left_wrist", "cam_right_wrist")
+              for kind in ("image_raw", "camera_info")]
+    return sorted(set(names))
+
+
+def namespace_remappings(namespace: str) -> tuple[tuple[str, str], ...]:
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    return tuple((name, f"{ns}{name}") for name in namespaced_names()) if ns else ()
+
+
 def _camera_params(opts: BringupOptions) -> Path:
     if opts.camera_config:
         return resolve_config(opts.camera_config, ".")
@@ -81,7 +99,17 @@ def build_graph(opts: BringupOptions) -> list[NodeSpec]:
                  respawn=opts.use_respawn),
     ]
     if opts.record:
+        recorder_overrides: dict = {"recording_dir": opts.recording_dir}
+        if namespace_remappings(opts.namespace):
+            # the recorder selects topics by the names it sees in the graph: record this robot's names
+            import yaml
+
+            doc = yaml.safe_load(config_path("recorder.yaml").read_text())
+            listed = doc["/**/lingbot_va_recorder"]["ros__parameters"]["topics"]
+            mapping = dict(namespace_remappings(opts.namespace))
+            recorder_overrides["topics"] = [mapping.get(t, t) for t in listed]
         nodes.append(NodeSpec("lingbot_va_recorder", "recorder_node", "lingbot_va_ros.nodes.recorder",
                               params_files=(str(config_path("recorder.yaml")),),
-                              overrides={"recording_dir": opts.recording_dir}, respawn=opts.use_respawn))
-    return nodes
+                              overrides=recorder_overrides, respawn=opts.use_respawn))
+    remaps = namespace_remappings(opts.namespace)
+    return [NodeSpec(**{**n.__dict__, "remappings": n.remappings + remaps}) for n in nodes]

@@ -46,7 +46,8 @@ class EpisodeReport:
 def write_params_file(spec: NodeSpec, directory: Path) -> Path:
     """The launch-time overrides of one node as a ROS params file (types preserved, no shell quoting)."""
     path = directory / f"{spec.name}.overrides.yaml"
-    path.write_text(yaml.safe_dump({spec.name: {"ros__parameters": spec.overrides}}, sort_keys=False))
+    # "/**/name" matches the node in any namespace (a bare name only matches it in the root namespace)
+    path.write_text(yaml.safe_dump({f"/**/{spec.name}": {"ros__parameters": spec.overrides}}, sort_keys=False))
     return path
 
 
@@ -73,8 +74,10 @@ class Bringup:
         for spec in build_graph(opts):
             files = [*spec.params_files, str(write_params_file(spec, run_dir / "logs"))]
             ros_args = ["-r", f"__node:={spec.name}", "--log-level", opts.log_level]
+            for src, dst in spec.remappings:
+                ros_args += ["-r", f"{src}:={dst}"]
             if opts.namespace:
-                ros_args += ["-r", f"__ns:={opts.namespace}"]
+                ros_args += ["-r", f"__ns:=/{opts.namespace.strip('/')}"]
             for f in files:
                 ros_args += ["--params-file", f]
             self.processes.append(NodeProcess.module(spec.module, self.env, run_dir / "logs", ros_args=ros_args,
@@ -109,16 +112,19 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
     apply_ros_env_to_this_process(domain_id, bringup.env.get("ROS_LOG_DIR"))
     report = EpisodeReport(mode=bringup.opts.mode)
     with RosProbe(domain_id, "lingbot_va_demo") as probe:
-        ticks = probe.subscribe(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
-        client = ActionClient(probe.node, RunEpisode, topics.RUN_EPISODE)
+        from lingbot_va_ros.bringup.graph import namespace_remappings
+
+        name = dict(namespace_remappings(bringup.opts.namespace)).get  # this robot's name for a default name
+        ticks = probe.subscribe(ActionTick, name(topics.ACTION_TICK, topics.ACTION_TICK), qos.RELIABLE_DEEP)
+        client = ActionClient(probe.node, RunEpisode, name(topics.RUN_EPISODE, topics.RUN_EPISODE))
         t0 = time.monotonic()
         while not client.wait_for_server(timeout_sec=0.5):
             bringup.check_alive()
             if time.monotonic() - t0 > startup_timeout:
                 raise TimeoutError(f"the inference node did not offer {topics.RUN_EPISODE} within {startup_timeout:.0f}s")
         # the executor and camera ingest must be listening before the episode asks for the first key frame
-        wait_until(lambda: probe.node.count_subscribers(topics.ACTION_CHUNK) >= 1
-                   and probe.node.count_subscribers(topics.ACTION_TICK) >= 2, startup_timeout,
+        wait_until(lambda: probe.node.count_subscribers(name(topics.ACTION_CHUNK, topics.ACTION_CHUNK)) >= 1
+                   and probe.node.count_subscribers(name(topics.ACTION_TICK, topics.ACTION_TICK)) >= 2, startup_timeout,
                    "executor and camera ingest", on_timeout=lambda: str(bringup.check_alive()))
         print(f"[demo] graph up in {time.monotonic() - t0:.1f}s; running '{prompt}' "
               f"(mode {bringup.opts.mode}, {max_chunks or 'unlimited'} chunks)", flush=True)
@@ -136,7 +142,9 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
         if bringup.opts.record:
             from lingbot_va_ros.recording.control import RecorderClient
 
-            recorder = RecorderClient(probe.node)
+            from lingbot_va_ros.recording.control import CONTROL_TOPIC, STATUS_TOPIC
+
+            recorder = RecorderClient(probe.node, name(CONTROL_TOPIC, CONTROL_TOPIC), name(STATUS_TOPIC, STATUS_TOPIC))
             report.recording_path = recorder.start(episode_id, prompt, metadata or {}, timeout=startup_timeout)
         goal = RunEpisode.Goal(prompt=prompt, max_chunks=max_chunks, max_duration_s=max_duration,
                                episode_id=episode_id)
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--startup-timeout", type=float, default=120.0)
     ap.add_argument("--torch-threads", type=int, default=1, help="inference CPU threads (1 is fastest on small CPUs)")
     ap.add_argument("--live-view-hz", type=float, default=0.5, help="predicted-frame decode rate (CPU cost)")
+    ap.add_argument("--namespace", default="", help="run the robot's graph under /<namespace>/...")
     ap.add_argument("--json", action="store_true", help="also print the report as JSON")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -220,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = BringupOptions(arm=arm, embodiment=args.embodiment, checkpoint=str(checkpoint.resolve()),
                           device=args.device, mode=args.mode, record=not args.no_record,
                           recording_dir=str(recording_dir), use_sim=load_arm_config(arm).driver == "sim",
-                          torch_threads=args.torch_threads, display_rate_hz=args.live_view_hz)
+                          torch_threads=args.torch_threads, display_rate_hz=args.live_view_hz,
+                          namespace=args.namespace)
     emb = load_embodiment(args.embodiment)
     bringup = Bringup(opts, args.domain_id, run_dir)
     code = 1

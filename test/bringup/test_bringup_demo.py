@@ -56,3 +56,27 @@ def test_demo_runs_an_async_episode_records_it_and_cleans_up(tmp_path, ros_domai
     assert counts["/lingbot_va/action_chunk"] == 4
     # 16 + 3 * 32 executable actions, a key frame every 4 (the last chunk may still be running at the stop)
     assert counts["/lingbot_va/action_tick"] >= 16 // 4 + 2 * 32 // 4
+
+
+def test_ctrl_c_cancels_and_leaves_no_process_behind(tmp_path, ros_domain, node_env):
+    import signal
+
+    from lingbot_va_ros.testing.ros_harness import wait_until
+
+    log = tmp_path / "runner.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lingbot_va_ros.bringup.runner", "--chunks", "0", "--mode", "sync",
+             "--out", str(tmp_path / "demo"), "--domain-id", str(ros_domain), "--quiet", "--no-record"],
+            env=node_env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: "running '" in log.read_text(), 200, "the episode to start", poll=0.2)
+        children = _children_of(proc.pid)
+        assert len(children) >= 4
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in log.read_text()
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]

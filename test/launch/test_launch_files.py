@@ -84,7 +84,7 @@ def _merged_parameters(node_name: str, parameters: list) -> dict:
             merged.update(flatten(entry))
             continue
         doc = yaml.safe_load(Path(entry).read_text()) or {}
-        for key in ("/**", node_name):
+        for key in ("/**", node_name, f"/**/{node_name}"):
             merged.update(flatten((doc.get(key) or {}).get("ros__parameters", {})))
     return merged
 
@@ -120,6 +120,11 @@ def test_bringup_options_change_the_graph(launch_api):
                                    mode="async", namespace="robot1", use_respawn="true", embodiment="robotwin"))
     assert "lingbot_va_recorder" not in nodes and "sim_arm" not in nodes
     assert all(kw["namespace"] == "robot1" for kw in nodes.values())
+    # the nodes' absolute default names move under the namespace by remapping (diagnostics stay global)
+    for kw in nodes.values():
+        remaps = dict(kw.get("remappings") or [])
+        assert remaps["/lingbot_va/action_chunk"] == "/robot1/lingbot_va/action_chunk"
+        assert remaps["/joint_states"] == "/robot1/joint_states" and "/diagnostics" not in remaps
     assert nodes["lingbot_va_inference"]["respawn"] and nodes["lingbot_va_camera_ingest"]["respawn"]
     assert not nodes["lingbot_va_executor"]["respawn"], "the executor must never be respawned behind the operator"
     executor = _merged_parameters("lingbot_va_executor", nodes["lingbot_va_executor"]["parameters"])
@@ -130,6 +135,16 @@ def test_bringup_options_change_the_graph(launch_api):
     for name, kw in nodes.items():
         if name in SCHEMAS:
             _schema(name).from_dict(_merged_parameters(name, kw["parameters"]), source=f"launch: {name}")
+
+
+def test_autostart_runs_an_episode_through_the_operator_cli(launch_api):
+    actions = _evaluate("bringup.launch.py", autostart="true", prompt="stack the bowls", max_chunks="20",
+                        namespace="robot1")
+    (proc,) = [a for a in actions if hasattr(a, "cmd")]
+    assert proc.cmd[0] == "lingbot-va" and "stack the bowls" in proc.cmd and "/robot1/lingbot_va/run_episode" in proc.cmd
+    assert not [a for a in _evaluate("bringup.launch.py") if hasattr(a, "cmd")]
+    with pytest.raises(ValueError, match="prompt"):
+        _evaluate("bringup.launch.py", autostart="true")
 
 
 def test_unknown_arm_fails_with_the_available_names(launch_api):
@@ -151,5 +166,6 @@ def test_ros_params_files_hold_no_empty_lists():
     for path in (ROOT / "config").glob("*.yaml"):
         doc = yaml.safe_load(path.read_text()) or {}
         for node, section in doc.items():
+            assert node.startswith("/**/"), f"{path.name}: key '{node}' only matches the node in the root namespace"
             for key, value in flatten((section or {}).get("ros__parameters", {})).items():
                 assert value != [], f"{path.name}: {node}.{key} is an empty list"

@@ -39,7 +39,7 @@ def _expect_rate(inbox, hz: float, t0: float, window: float, what: str) -> None:
 def test_publishes_joint_states_and_cameras_at_the_configured_rates(probe, launch, tmp_path):
     # the shipped params file, through rcl's parser, with the rates of this test
     doc = yaml.safe_load(config_path("sim_arm.yaml").read_text())
-    doc["sim_arm"]["ros__parameters"].update(joint_state_rate_hz=JOINT_HZ, camera_rate_hz=CAMERA_HZ,
+    doc["/**/sim_arm"]["ros__parameters"].update(joint_state_rate_hz=JOINT_HZ, camera_rate_hz=CAMERA_HZ,
                                              stats_period_s=2.0)
     params = tmp_path / "sim_arm.yaml"
     params.write_text(yaml.safe_dump(doc))
