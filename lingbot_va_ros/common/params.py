@@ -104,9 +104,9 @@ class NodeParams(BaseModel):
         out: dict[str, str] = {}
         for name, field in cls.model_fields.items():
             ann = field.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                sub = ann.field_docs(f"{prefix}{name}.") if issubclass(ann, NodeParams) else {}
-                out.update(sub)
+            if isinstance(ann, type) and issubclass(ann, NodeParams):
+                out.update(ann.field_docs(f"{prefix}{name}."))  # a group: its leaves are the parameters
+                continue
             out[f"{prefix}{name}"] = field.description or ""
         return out
 

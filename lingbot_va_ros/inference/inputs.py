@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -18,6 +19,11 @@ from lingbot_va_ros.inference.backend import BackendSpec, ChunkPrediction, KeyFr
 
 class InputError(ValueError):
     """An observation or executed-actions message that cannot be used; the text says why."""
+
+
+class StaleInput(InputError):
+    """Input of an episode that already ended (or of none). Normal after every episode: the executor finishes
+    the chunks already published and camera ingest answers its ticks. Ignored, never reported as bad input."""
 
 
 class EpisodeAborted(RuntimeError):
@@ -55,11 +61,14 @@ class EpisodeInputs:
         self._keyframes: dict[int, StampedKeyFrame] = {}
         self._executed: dict[int, np.ndarray] = {}
         self.rejected: dict[str, int] = {}
+        self._finished: deque[str] = deque(maxlen=16)   # ids of the latest ended episodes
         self._latest: StampedKeyFrame | None = None  # newest real key frame, kept for the live view
         self._progress: tuple[int, float] | None = None  # (highest executed index, monotonic receipt time)
 
     def start(self, episode_id: str) -> None:
         with self._cond:
+            if self.episode_id is not None and self.episode_id != episode_id:
+                self._finished.append(self.episode_id)
             self.episode_id = episode_id
             self._keyframes.clear()
             self._executed.clear()
@@ -69,8 +78,17 @@ class EpisodeInputs:
 
     def stop(self) -> None:
         with self._cond:
+            if self.episode_id is not None:
+                self._finished.append(self.episode_id)
             self.episode_id = None
             self._cond.notify_all()
+
+    def _check_episode(self, episode_id: str, what: str) -> None:
+        if episode_id == self.episode_id:
+            return
+        if episode_id == "" or episode_id in self._finished:
+            raise StaleInput(f"{what} of ended episode '{episode_id}'")
+        self._reject(f"wrong episode: {what} for '{episode_id}', running '{self.episode_id}'")
 
     def _reject(self, reason: str) -> None:
         key = reason.split(":")[0]
@@ -79,8 +97,7 @@ class EpisodeInputs:
 
     def add_keyframe(self, episode_id: str, action_index: int, stamp_ns: int, images: Mapping[str, np.ndarray]) -> None:
         with self._cond:
-            if episode_id != self.episode_id:
-                self._reject(f"wrong episode: observation for '{episode_id}', running '{self.episode_id}'")
+            self._check_episode(episode_id, "observation")
             if action_index < -1:
                 self._reject(f"bad index: observation action_index {action_index}")
             kf = StampedKeyFrame(action_index, stamp_ns, dict(images))
@@ -91,8 +108,7 @@ class EpisodeInputs:
 
     def add_executed(self, episode_id: str, start_index: int, rows: np.ndarray) -> None:
         with self._cond:
-            if episode_id != self.episode_id:
-                self._reject(f"wrong episode: executed actions for '{episode_id}', running '{self.episode_id}'")
+            self._check_episode(episode_id, "executed actions")
             if rows.ndim != 2 or rows.shape[1] != len(self.spec.channel_names):
                 self._reject(f"bad shape: executed actions {rows.shape}, expected [n, {len(self.spec.channel_names)}]")
             if not np.isfinite(rows).all():
@@ -140,19 +156,22 @@ class EpisodeInputs:
         def missing() -> str:
             kfs = [i for i in kf_idx if i not in self._keyframes]
             ex = [i for i in rows if i not in self._executed]
-            parts = []
-            if kfs:
-                parts.append(f"key frames after actions {kfs[:4]}{'...' if len(kfs) > 4 else ''} (camera ingest)")
-            if ex:
-                parts.append(f"executed actions {ex[0]}..{ex[-1]} (executor)")
-            return " and ".join(parts)
+            kf_text = f"after actions {kfs[:4]}{'...' if len(kfs) > 4 else ''}"
+            if ex:  # the executor's ticks also trigger the key frames: without it both are missing
+                text = f"no executed actions {ex[0]}..{ex[-1]} from the executor within {timeout:.1f}s"
+                return text + (f" (nor key frames {kf_text}: camera ingest captures them on the executor's ticks)"
+                               if kfs else "")
+            return (f"no key frames {kf_text} from camera ingest within {timeout:.1f}s, although the executor "
+                    f"executed those actions (is camera ingest running and every camera fresh?)")
 
         try:
             self._wait(ready, timeout, cancelled, "")
         except EpisodeAborted as exc:
             if str(exc) == "cancelled":
                 raise
-            raise EpisodeAborted(f"chunk {chunk.chunk_index}: no {missing()} within {timeout:.1f}s") from None
+            with self._cond:
+                reason = missing()
+            raise EpisodeAborted(f"chunk {chunk.chunk_index}: {reason}") from None
         with self._cond:
             keyframes = [self._keyframes[i] for i in kf_idx]
             executed = np.stack([self._executed[i] for i in rows])

@@ -28,7 +28,7 @@ from lingbot_va_ros.common.conversions import (MessageError, image_msg_to_rgb, n
 from lingbot_va_ros.common.registry import POLICY_BACKENDS
 from lingbot_va_ros.inference.backend import PolicyBackend
 from lingbot_va_ros.inference.display import compose_live_view
-from lingbot_va_ros.inference.inputs import EpisodeInputs, InputError, validate_keyframe
+from lingbot_va_ros.inference.inputs import EpisodeInputs, InputError, StaleInput, validate_keyframe
 from lingbot_va_ros.inference.params import InferenceParams
 from lingbot_va_ros.inference.pipeline import DeadlinePolicy, EpisodeLimits, EpisodeRunner, PublishedChunk
 from lingbot_va_ros.msg import ActionChunk, ActionTick, ExecutedActions, Observation
@@ -68,7 +68,8 @@ class InferenceNode(Node):
         self._last_prediction = None
         self._display_pending = False
         self._jobs: queue.Queue = queue.Queue()
-        self._counters = {"observations": 0, "observations_rejected": 0, "executed_rejected": 0}
+        self._counters = {"observations": 0, "observations_rejected": 0, "executed_rejected": 0,
+                          "late_inputs_ignored": 0}
         self._last_reject = ""
 
         io = ReentrantCallbackGroup()
@@ -115,9 +116,10 @@ class InferenceNode(Node):
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             self.inputs.add_keyframe(msg.episode_id, int(msg.action_index), stamp, frame)
             self._counters["observations"] += 1
+        except StaleInput:
+            self._counters["late_inputs_ignored"] += 1   # the tail of an ended episode: expected, not bad input
         except (InputError, MessageError) as exc:
-            if not str(exc).startswith("wrong episode: observation for ''"):
-                self._reject("observations_rejected", f"observation {msg.episode_id}#{msg.action_index}: {exc}")
+            self._reject("observations_rejected", f"observation {msg.episode_id}#{msg.action_index}: {exc}")
 
     def _on_executed(self, msg: ExecutedActions) -> None:
         try:
@@ -127,6 +129,8 @@ class InferenceNode(Node):
                 raise InputError(f"action space '{msg.action_space}', the model uses '{self.spec.action_space}'")
             rows = unpack_matrix(msg.shape, msg.actions, what="executed actions")
             self.inputs.add_executed(msg.episode_id, int(msg.start_index), rows)
+        except StaleInput:
+            self._counters["late_inputs_ignored"] += 1
         except (InputError, MessageError) as exc:
             self._reject("executed_rejected", f"executed actions {msg.episode_id}@{msg.start_index}: {exc}")
 

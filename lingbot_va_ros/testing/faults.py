@@ -150,18 +150,20 @@ class CommandMonitor:
 
     def __init__(self, probe: Any, limits: Any, period: float, topic: str = topics.COMMAND, qos_profile: Any = None,
                  joint_names: Sequence[str] | None = None):
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
-
-        from lingbot_va_ros.common import qos
 
         self.limits = limits
         self.period = float(period)
         self.topic = topic
         self.joint_names = tuple(joint_names or limits.names)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()       # predicates of wait_for may read the samples too
         self._cond = threading.Condition(self._lock)
         self.samples: list[CommandSample] = []
-        probe.node.create_subscription(JointState, topic, self._on, qos_profile or qos.COMMAND)
+        # A deep reader history: DDS keeps delivering into it while this (test) process is descheduled, so a
+        # stall of the monitor never looks like a gap in the executor's stream.
+        deep = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        probe.node.create_subscription(JointState, topic, self._on, qos_profile or deep)
 
     def _on(self, msg: Any) -> None:
         s = CommandSample(time.monotonic(), time.time_ns(), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
@@ -262,9 +264,11 @@ class CommandMonitor:
         recv = np.sort(np.array([s.recv_mono for s in samples]))
         gaps = np.diff(stamps) / 1e9
         missing = int(np.sum(np.maximum(np.round(gaps / self.period) - 1, 0)))
+        big = np.flatnonzero(gaps > 1.5 * self.period)[:10]
         return {"count": len(samples), "max_stamp_gap_s": float(gaps.max()), "max_recv_gap_s": float(np.diff(recv).max()),
                 "missing_ticks": missing, "span_s": float((stamps[-1] - stamps[0]) / 1e9),
-                "p99_stamp_gap_s": float(np.percentile(gaps, 99))}
+                "p99_stamp_gap_s": float(np.percentile(gaps, 99)),
+                "long_gaps": [(int(stamps[i]), round(float(gaps[i]), 4)) for i in big]}
 
     # -- stop metrics -------------------------------------------------------------------------------------
     def stop_metrics(self, fault_ns: int, min_hold_ticks: int = 5, samples: Sequence[CommandSample] | None = None

@@ -43,7 +43,7 @@ def _assert_safe(rig: ExecutorRig, since_ns: int | None = None) -> dict:
     bad = rig.monitor.violations(window)
     assert not bad, "unsafe commands reached the driver:\n" + "\n".join(bad[:20])
     cont = rig.monitor.continuity(window)
-    assert cont["max_stamp_gap_s"] <= rig.period + JITTER, cont
+    assert cont["max_stamp_gap_s"] <= rig.period + JITTER, (cont, rig.state.latest().get("counters"), time.time_ns())
     return cont
 
 
@@ -158,14 +158,30 @@ class ProbeInference:
 
         self.rig = rig
         self.episode = "ep-a"
+        self.beating = ["ep-a"]          # episodes the heartbeat names (the next one first, during a switch)
+        self.beats = 0
         self.Header = Header
         self.pub = rig.probe.publisher(ActionChunk, topics.ACTION_CHUNK, qos.RELIABLE_DEEP)
         self.hb = rig.probe.publisher(Header, topics.HEARTBEAT, qos.RELIABLE)
-        self.timer = rig.probe.node.create_timer(BEAT, lambda: self.hb.publish(self.Header(frame_id=self.episode)))
+        self.timer = rig.probe.node.create_timer(BEAT, self._beat)
         rig.probe.wait_for_subscribers(self.pub, timeout=30)
         rig.probe.wait_for_subscribers(self.hb, timeout=30)
+        rig.state.wait(lambda s: s.get("heartbeat_age_s") is not None and s["heartbeat_age_s"] < HB, 10,
+                       "the executor hearing the heartbeat")
         self.q0 = rig.monitor.latest().q.copy()
         self.moving = np.array(["gripper" not in n for n in rig.limits.names])
+
+    def _beat(self) -> None:
+        for episode in list(self.beating):
+            self.hb.publish(self.Header(frame_id=episode))
+        self.beats += 1
+
+    def switch_episode(self, episode: str) -> None:
+        """Like the inference node between goals: heartbeats name the new episode before its first chunk."""
+        self.beating = [episode, self.episode]
+        n = self.beats
+        wait_until(lambda: self.beats >= n + 3, 5, "heartbeats naming the new episode")
+        self.episode = episode
 
     def rows(self, start: int, n: int, q0=None) -> np.ndarray:
         return sinusoid_rows(self.q0 if q0 is None else q0, self.moving, start, n, self.rig.period, 0.3, 4.0)
@@ -211,11 +227,12 @@ def test_late_duplicate_out_of_order_wrong_episode_and_non_finite_chunks_never_r
         counters(chunks_past=1)
 
         # wrong episode: a new episode cuts the old plan; the old episode's chunks are then ignored
+        inf.switch_episode("ep-b")
         q_now = rig.monitor.latest().q.copy()
-        inf.episode = "ep-b"
         inf.send(0, 0, inf.rows(0, 200, q0=q_now), episode="ep-b")
         st.wait(lambda s: s["episode"] == "ep-b" and s["state"] == "executing", 20, "episode ep-b executing")
         inf.send(9, 400, inf.rows(400, 50), episode="ep-a")
+        inf.beating = ["ep-b"]
         s = st.wait(lambda s: s["counters"]["chunks_old_episode"] >= 1, 10, "ep-a chunk ignored")
         assert s["episode"] == "ep-b" and all(seg[2] == 0 for seg in s["plan"]), s
 

@@ -259,12 +259,13 @@ def test_sync_episode_bad_inputs_and_killed_executor(graph_factory):
     assert all(f.mode == "sync" and f.latency_s > 0 and f.deadline_misses == 0 for f in ep.feedback)
     chunks = ep.chunk_msgs()
     _check_tiling(chunks, "sync", 3)
-    # sync: chunk n+1 exists only after chunk n was executed to its last action and its key frame captured
+    # sync: chunk n+1 is computed only once chunk n was executed to its last action and its key frame captured
+    # (inference_latency counts from the moment the inputs were complete)
     times = _chunk_times(g, ep.id)
     for n in range(2):
         end = chunks[n].start_index + chunks[n].shape[0] - 1
         tick = wait_until(lambda: _last_tick_time(g, ep.id, end), 10, f"tick of action {end}")
-        assert times[n + 1] > tick, (n, times, tick)
+        assert times[n + 1] - chunks[n + 1].inference_latency > tick - 0.02, (n, times, tick)
         assert chunks[n + 1].observation_action_index == end
     # the live view showed a real key frame beside a predicted one
     view = g.live_view.wait_for(count=1, timeout=20, what="live view image")[0]
@@ -279,9 +280,14 @@ def test_sync_episode_bad_inputs_and_killed_executor(graph_factory):
     g.procs[EXECUTOR].signal(signal.SIGKILL)
     res = ep.result(timeout=CHUNK_S + FEEDBACK_TIMEOUT + 30)
     assert res.status == GoalStatus.STATUS_ABORTED
-    assert res.result.outcome == "aborted" and "executed actions" in res.result.reason \
-        and "(executor)" in res.result.reason, res.result.reason
+    assert res.result.outcome == "aborted" and "no executed actions" in res.result.reason \
+        and "from the executor" in res.result.reason, res.result.reason
     assert g.procs[INFERENCE].alive()
+    # exactly the injected messages were rejected; the first episode's tail (the arm finishing its last chunk
+    # while the second episode started) was ignored as late input, not reported as bad input
+    wait_until(lambda: (s := g.inference_status()).get("observations_rejected") == "3"
+               and s.get("executed_rejected") == "3" and int(s.get("late_inputs_ignored", 0)) >= 1, 10,
+               "rejection counters", on_timeout=lambda: str(g.inference_status()))
 
 
 def _inject_bad_inputs(g: Graph, episode_id: str) -> None:
@@ -314,11 +320,12 @@ def _inject_bad_inputs(g: Graph, episode_id: str) -> None:
     n = EMBODIMENT.num_channels
     nan_rows = np.zeros((4, n))
     nan_rows[2, 5] = np.nan
-    wrong_size = dict(good, cam_high=np.zeros((240, 320, 3), np.uint8))
+    h, w = sizes["cam_high"]
+    wrong_size = dict(good, cam_high=np.zeros((h - 8, w, 3), np.uint8))
     wrong_cams = {"cam_front": good["cam_high"], **{k: v for k, v in good.items() if k != "cam_high"}}
     cases = [
         (obs_pub, observation(wrong_cams), "observations_rejected", "do not match the model's"),
-        (obs_pub, observation(wrong_size), "observations_rejected", "image is 240x320, the model expects 256x320"),
+        (obs_pub, observation(wrong_size), "observations_rejected", f"image is {h - 8}x{w}, the model expects {h}x{w}"),
         (obs_pub, observation(good, "bgr8"), "observations_rejected", "encoding 'bgr8', observations must be rgb8"),
         (ex_pub, executed(np.zeros((4, n - 1))), "executed_rejected", "bad shape"),
         (ex_pub, executed(np.zeros((4, n)), shape=[4, n + 1]), "executed_rejected", f"needs {4 * (n + 1)} values"),
@@ -353,19 +360,26 @@ def test_async_overlaps_execution_and_serves_one_goal_at_a_time(graph_factory):
     assert [f.chunk_index for f in ep.feedback] == [0, 1, 2, 3] and all(f.mode == "async" for f in ep.feedback)
     chunks = ep.chunk_msgs()
     _check_tiling(chunks, "async", 4)
-    # async: while chunk n executes, chunk n-1 is grounded and chunk n+1 predicted; n+1 arrives at the executor
-    # before chunk n's last action whenever the latency fits in a chunk (margin for DDS and a loaded CPU)
+    # async (Alg. 2): while chunk n executes, chunk n-1 is grounded and chunk n+1 predicted, so
+    # - chunk n+1 is conditioned on real key frames up to the end of chunk n-1, not chunk n;
+    # - its computation starts about when chunk n starts executing: long before chunk n's last action, whatever
+    #   the machine's speed (inference_latency counts from the moment chunk n-1's inputs were complete);
+    # - it reaches the executor before chunk n's last action whenever the latency fits in the chunk (margin for
+    #   the key-frame capture after chunk n-1 and DDS on a loaded CPU).
     times = _chunk_times(g, ep.id)
-    checked = []
+    early = []
     for n in range(1, 3):
         end = chunks[n].start_index + chunks[n].shape[0] - 1
         tick = wait_until(lambda: _last_tick_time(g, ep.id, end), 10, f"tick of action {end}")
-        if chunks[n + 1].inference_latency < 0.7 * CHUNK_S:
-            assert times[n + 1] < tick, (n, chunks[n + 1].inference_latency, times, tick)
-            checked.append(n)
-        # Alg. 2: chunk n+1 is conditioned on real key frames up to the end of chunk n-1, not chunk n
         assert chunks[n + 1].observation_action_index == chunks[n - 1].start_index + chunks[n - 1].shape[0] - 1
-    assert checked, f"no chunk's latency fit in {0.7 * CHUNK_S:.2f} s: {[c.inference_latency for c in chunks]}"
+        started = times[n + 1] - chunks[n + 1].inference_latency
+        assert started < tick - 0.5 * CHUNK_S, (n, started, tick)
+        if chunks[n + 1].inference_latency < 0.6 * CHUNK_S:
+            assert times[n + 1] < tick, (n, chunks[n + 1].inference_latency, times, tick)
+            early.append(n)
+    # the fallback to sync is off here (fallback_to_sync_after: 0), so every chunk was computed the async way
+    print(f"async latencies {[round(c.inference_latency, 3) for c in chunks]}; published before the executing "
+          f"chunk's end: chunks {[n + 1 for n in early]}")
 
     # cancel mid-episode
     ep = g.send(max_chunks=0)
@@ -389,8 +403,9 @@ def test_async_overlaps_execution_and_serves_one_goal_at_a_time(graph_factory):
     g.procs[INGEST].signal(signal.SIGKILL)
     res = ep.result(timeout=2 * CHUNK_S + FEEDBACK_TIMEOUT + 30)
     assert res.status == GoalStatus.STATUS_ABORTED
-    assert res.result.outcome == "aborted" and "key frames" in res.result.reason \
-        and "(camera ingest)" in res.result.reason and "(executor)" not in res.result.reason, res.result.reason
+    assert res.result.outcome == "aborted" and "no key frames" in res.result.reason \
+        and "from camera ingest" in res.result.reason and "no executed actions" not in res.result.reason, \
+        res.result.reason
     assert g.procs[INFERENCE].alive()
 
 

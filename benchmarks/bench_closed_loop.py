@@ -1,0 +1,306 @@
+"""Closed loop on the simulator: sync vs async (FDM, Alg. 2) vs async_naive, side by side.
+
+Each run is the demo bringup (``lingbot_va_ros.bringup.runner.Bringup``: MuJoCo sim arm with rendered cameras,
+camera ingest, executor, inference with a tiny random checkpoint, all separate processes over DDS) and one
+RunEpisode of ``--chunks`` chunks with the same prompt and seed. Modes are interleaved (the order rotates per
+repetition) so a change in the machine's load hits every mode alike. Measured per run, from the executor's
+ActionTick stamps (the instant each key-frame action was commanded) and the ActionChunk messages:
+
+- arm idle: time the arm held between chunks beyond the nominal key-frame spacing, total and the largest gap
+  at a chunk boundary in control periods;
+- chunk period: median time between the last actions of consecutive chunks (steady state, chunk 1 on);
+- execution span: first to last executed action; episode wall-clock: goal sent to the last action executed;
+- per-chunk latency: the node's ``inference_latency`` (from the moment a chunk's inputs were complete to
+  publication; chunk 0, which includes the prompt encode, is excluded from the median);
+- deadline misses as the node counts them (async modes: a chunk published after the executing one ended).
+
+Expected speed-up of async over sync = (execution + inference) / max(execution, inference), with execution =
+one chunk's duration and inference = the measured sync per-chunk latency; compared with the measured ratio of
+the sync and async chunk periods. Writes docs/benchmarks/closed_loop.md.
+
+    python benchmarks/bench_closed_loop.py [--chunks 12] [--repeat 3] [--modes sync async async_naive] [--no-doc]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DOC = ROOT / "docs" / "benchmarks" / "closed_loop.md"
+PROMPT = "pick up the red block and place it in the bowl"
+EXECUTOR, INGEST, INFERENCE = "lingbot_va_executor", "lingbot_va_camera_ingest", "lingbot_va_inference"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_once(mode: str, args, domain_id: int, run_dir: Path, checkpoint: Path) -> dict:
+    """One bringup + one episode; returns raw observations (times in seconds)."""
+    from rclpy.action import ActionClient
+
+    from lingbot_va_ros.action import RunEpisode
+    from lingbot_va_ros.bringup.graph import BringupOptions
+    from lingbot_va_ros.bringup.runner import Bringup
+    from lingbot_va_ros.common import qos, topics
+    from lingbot_va_ros.common.conversions import stamp_to_ns
+    from lingbot_va_ros.msg import ActionChunk, ActionTick
+    from lingbot_va_ros.testing.ros_harness import RosProbe, apply_ros_env_to_this_process, wait_until
+
+    opts = BringupOptions(arm=args.arm, embodiment=args.embodiment, checkpoint=str(checkpoint), device=args.device,
+                          mode=mode, record=False, use_sim=True, torch_threads=args.torch_threads,
+                          display_rate_hz=args.live_view_hz, log_level="warn")
+    bringup = Bringup(opts, domain_id, run_dir)
+    apply_ros_env_to_this_process(domain_id, bringup.env.get("ROS_LOG_DIR"))
+    load_before = os.getloadavg()[0]
+    try:
+        bringup.start()
+        with RosProbe(domain_id, "bench_closed_loop") as probe:
+            ticks = probe.subscribe(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
+            chunks = probe.subscribe(ActionChunk, topics.ACTION_CHUNK, qos.RELIABLE_DEEP)
+            client = ActionClient(probe.node, RunEpisode, topics.RUN_EPISODE)
+
+            def subscribed(topic: str, node: str) -> bool:
+                return node in {i.node_name for i in probe.node.get_subscriptions_info_by_topic(topic)}
+
+            def up() -> bool:
+                bringup.check_alive()
+                return (client.server_is_ready() and subscribed(topics.ACTION_CHUNK, EXECUTOR)
+                        and subscribed(topics.ACTION_TICK, INGEST) and subscribed(topics.OBSERVATION, INFERENCE))
+
+            wait_until(up, args.startup_timeout, "the graph", poll=0.2)
+            feedback = []
+            episode_id = f"bench-{mode}-{os.getpid()}-{int(time.time())}"
+            goal = RunEpisode.Goal(prompt=PROMPT, max_chunks=args.chunks, episode_id=episode_id)
+            sent = time.time()
+            future = client.send_goal_async(goal, feedback_callback=lambda fb: feedback.append(fb.feedback))
+            handle = wait_until(lambda: future.done() and future.result(), 30, "goal acceptance")
+            result_future = handle.get_result_async()
+            wait_until(result_future.done, args.chunks * 10 + 60, "episode result", poll=0.1,
+                       on_timeout=lambda: str(bringup.check_alive()))
+            result = result_future.result().result
+            mine = sorted((m for m in chunks.messages if m.episode_id == episode_id), key=lambda m: m.chunk_index)
+            last_action = mine[-1].start_index + mine[-1].shape[0] - 1 if mine else -1
+            # the async modes finish predicting before the arm finishes executing: wait for the last action
+            wait_until(lambda: any(t.episode_id == episode_id and t.action_index == last_action
+                                   for t in list(ticks.messages)), 30, "the last action executed", poll=0.05)
+            tick_stamps = {t.action_index: stamp_to_ns(t.header.stamp) * 1e-9 for t in list(ticks.messages)
+                           if t.episode_id == episode_id and t.action_index >= 0}
+            client.destroy()
+    finally:
+        leftovers = bringup.stop()
+        if leftovers:
+            print(f"  processes did not stop: {leftovers}", file=sys.stderr)
+    return {"mode": mode, "outcome": result.outcome, "reason": result.reason, "sent": sent, "ticks": tick_stamps,
+            "chunks": [(m.chunk_index, m.start_index, int(m.shape[0]), float(m.inference_latency), m.mode)
+                       for m in mine],
+            "deadline_misses": feedback[-1].deadline_misses if feedback else 0,
+            "fell_back": any(f.mode == "sync" for f in feedback) and mode != "sync",
+            "load": (load_before + os.getloadavg()[0]) / 2}
+
+
+def analyse(raw: dict, control_hz: float, actions_per_keyframe: int) -> dict:
+    period = 1.0 / control_hz
+    nominal = actions_per_keyframe * period
+    ticks = raw["ticks"]
+    idx = sorted(ticks)
+    gaps = [(b, ticks[b] - ticks[a]) for a, b in zip(idx, idx[1:])]
+    # excess over the nominal key-frame spacing; below half a control period it is scheduling jitter, not a hold
+    excess = [(b, g - nominal) for b, g in gaps if g - nominal > 0.5 * period]
+    ends = [start + rows - 1 for _c, start, rows, _l, _m in raw["chunks"]]
+    # the gap that spans the seam between chunk n and n+1 ends at the first tick inside chunk n+1
+    boundary = []
+    for end in ends[:-1]:
+        first_tick_after = end + actions_per_keyframe
+        if end in ticks and first_tick_after in ticks:
+            boundary.append(ticks[first_tick_after] - ticks[end] - nominal)
+    last_ticks = [ticks[e] for e in ends if e in ticks]
+    chunk_periods = [b - a for a, b in zip(last_ticks[1:], last_ticks[2:])]   # chunk 1 on: steady state
+    latencies = [lat for c, _s, _r, lat, _m in raw["chunks"] if c > 0]
+    first_action = ticks[idx[0]] - (actions_per_keyframe - 1) * period if idx else float("nan")
+    return {
+        "mode": raw["mode"], "outcome": raw["outcome"], "chunks": len(raw["chunks"]),
+        "actions": ends[-1] + 1 if ends else 0,
+        "idle_s": sum(e for _b, e in excess), "holds": len(excess),
+        "max_seam_idle_periods": max(boundary) / period if boundary else float("nan"),
+        "chunk_period_s": statistics.median(chunk_periods) if chunk_periods else float("nan"),
+        "span_s": ticks[idx[-1]] - first_action if idx else float("nan"),
+        "wall_s": ticks[idx[-1]] - raw["sent"] if idx else float("nan"),
+        "latency_s": statistics.median(latencies) if latencies else float("nan"),
+        "latency_max_s": max(latencies) if latencies else float("nan"),
+        "deadline_misses": raw["deadline_misses"], "fell_back": raw["fell_back"], "load": raw["load"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chunks", type=int, default=12)
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved repetitions of every mode")
+    ap.add_argument("--modes", nargs="+", default=["sync", "async", "async_naive"])
+    ap.add_argument("--arm", default="sim_random_policy", help="arm YAML (the demo's profile for random checkpoints)")
+    ap.add_argument("--embodiment", default="demo_sim")
+    ap.add_argument("--checkpoint", default="", help="default: a tiny random checkpoint (seed 0)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--torch-threads", type=int, default=1)
+    ap.add_argument("--live-view-hz", type=float, default=0.5, help="as lingbot-va-demo")
+    ap.add_argument("--domain-id", type=int, default=203, help="a domain no demo or test uses by default")
+    ap.add_argument("--startup-timeout", type=float, default=180.0)
+    ap.add_argument("--out", default="", help="run folder for logs (default: a temporary folder)")
+    ap.add_argument("--no-doc", action="store_true")
+    args = ap.parse_args()
+
+    from lingbot_va_ros.model.embodiment import load_embodiment
+
+    emb = load_embodiment(args.embodiment)
+    out = Path(args.out or tempfile.mkdtemp(prefix="bench_closed_loop_"))
+    if args.checkpoint:
+        checkpoint = Path(args.checkpoint)
+    else:
+        from lingbot_va_ros.model.tiny_checkpoint import make_tiny_checkpoint
+
+        checkpoint = out / "tiny_checkpoint"
+        if not (checkpoint / "transformer" / "config.json").is_file():
+            make_tiny_checkpoint(checkpoint, embodiment=args.embodiment, seed=0)
+    runs: list[dict] = []
+    started = time.strftime("%Y-%m-%d %H:%M")
+    for rep in range(args.repeat):
+        order = args.modes[rep % len(args.modes):] + args.modes[:rep % len(args.modes)]
+        for mode in order:
+            print(f"== rep {rep + 1}/{args.repeat} {mode}", flush=True)
+            raw = run_once(mode, args, args.domain_id, out / f"rep{rep}_{mode}", checkpoint)
+            r = analyse(raw, emb.control_hz, emb.actions_per_keyframe)
+            r["rep"] = rep + 1
+            runs.append(r)
+            print(f"   {r['outcome']}: {r['chunks']} chunks, idle {r['idle_s']:.2f} s ({r['holds']} holds, max seam "
+                  f"{r['max_seam_idle_periods']:.1f} periods), chunk period {r['chunk_period_s']:.3f} s, span "
+                  f"{r['span_s']:.2f} s, latency {1e3 * r['latency_s']:.0f} ms, misses {r['deadline_misses']}, "
+                  f"load {r['load']:.1f}", flush=True)
+
+    chunk_s = emb.actions_per_chunk / emb.control_hz
+    med = {}
+    for mode in args.modes:
+        rs = [r for r in runs if r["mode"] == mode]
+        med[mode] = {k: statistics.median(r[k] for r in rs) for k in
+                     ("idle_s", "max_seam_idle_periods", "chunk_period_s", "span_s", "wall_s", "latency_s",
+                      "deadline_misses")}
+        med[mode]["completed"] = f"{sum(r['outcome'] == 'completed' for r in rs)}/{len(rs)}"
+        med[mode]["fell_back"] = sum(r["fell_back"] for r in rs)
+    lines_cmp = []
+    if "sync" in med:
+        lat = med["sync"]["latency_s"]
+        expected = (chunk_s + lat) / max(chunk_s, lat)
+        for mode in [m for m in args.modes if m != "sync"]:
+            measured = med["sync"]["chunk_period_s"] / med[mode]["chunk_period_s"]
+            span = med["sync"]["span_s"] / med[mode]["span_s"]
+            lines_cmp.append((mode, expected, measured, span))
+    for mode, expected, measured, span in lines_cmp:
+        print(f"{mode}: expected speed-up {expected:.2f}x, measured {measured:.2f}x per chunk, {span:.2f}x per episode")
+    if args.no_doc:
+        return
+
+    import torch
+
+    cmd = "python benchmarks/bench_closed_loop.py " + " ".join(sys.argv[1:])
+    lines = [
+        "## Closed loop on the simulator: sync vs async vs async_naive (`benchmarks/bench_closed_loop.py`)",
+        "",
+        f"Machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores ({_cpu()}), Python "
+        f"{platform.python_version()}, torch {torch.__version__}, device {args.device} (CPU here); measured {started}. "
+        "The host was shared with other jobs; the 1-min load average of each run is listed.",
+        "",
+        f"Command: `{cmd.strip()}` ({args.chunks} chunks per episode, {args.repeat} interleaved repetitions, "
+        f"the mode order rotating per repetition).",
+        "",
+        f"What runs: the demo bringup as separate processes over DDS (MuJoCo sim arm rendering 3 cameras at 15 Hz, "
+        f"camera ingest, executor with arm profile `{args.arm}`, inference with a tiny *random* checkpoint on "
+        f"`{args.embodiment}`: {emb.control_hz:g} Hz, {emb.actions_per_chunk} actions = {chunk_s:.3f} s per chunk, "
+        f"first chunk {emb.first_chunk_actions}; {emb.num_inference_steps} video + {emb.action_num_inference_steps} "
+        f"action steps; torch threads {args.torch_threads}; live view {args.live_view_hz:g} Hz), no recording. Same "
+        f"prompt (\"{PROMPT}\"), model seed 0 and sim seed 0 in every run. Deadline fallback to sync: the node's "
+        f"default (after 3 consecutive misses).",
+        "",
+        "Per run:",
+        "",
+        "| rep | mode | outcome | arm idle (s) / holds | max seam idle (control periods) | chunk period (s) | "
+        "execution span (s) | episode wall-clock (s) | latency median / max (ms) | deadline misses | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        lines.append(f"| {r['rep']} | {r['mode']} | {r['outcome']}{' (fell back to sync)' if r['fell_back'] else ''} | "
+                     f"{r['idle_s']:.2f} / {r['holds']} | {r['max_seam_idle_periods']:.1f} | {r['chunk_period_s']:.3f} | "
+                     f"{r['span_s']:.2f} | {r['wall_s']:.2f} | {1e3 * r['latency_s']:.0f} / {1e3 * r['latency_max_s']:.0f} | "
+                     f"{r['deadline_misses']} | {r['load']:.1f} |")
+    lines += [
+        "",
+        "Medians per mode:",
+        "",
+        "| mode | completed | arm idle (s) | max seam idle (periods) | chunk period (s) | execution span (s) | "
+        "episode wall-clock (s) | latency (ms) | deadline misses |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode in args.modes:
+        m = med[mode]
+        lines.append(f"| {mode} | {m['completed']} | {m['idle_s']:.2f} | {m['max_seam_idle_periods']:.1f} | "
+                     f"{m['chunk_period_s']:.3f} | {m['span_s']:.2f} | {m['wall_s']:.2f} | {1e3 * m['latency_s']:.0f} | "
+                     f"{m['deadline_misses']:g} |")
+    if lines_cmp:
+        lat = med["sync"]["latency_s"]
+        lines += [
+            "",
+            f"Speed-up over sync. Expected = (execution + inference) / max(execution, inference) with execution = "
+            f"{chunk_s:.3f} s per chunk and inference = the sync median latency {1e3 * lat:.0f} ms. Measured = sync "
+            "chunk period / mode's chunk period (steady state), and sync / mode execution span (whole episode, "
+            "including the short first chunk, which no mode can overlap).",
+            "",
+            "| mode | expected | measured per chunk | measured per episode |",
+            "|---|---|---|---|",
+        ]
+        for mode, expected, measured, span in lines_cmp:
+            lines.append(f"| {mode} | {expected:.2f}x | {measured:.2f}x | {span:.2f}x |")
+    lines += ["", *RESULT_NOTES(med, chunk_s, emb.control_hz)]
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text("\n".join(lines) + "\n")
+    print(f"wrote {DOC}")
+
+
+def RESULT_NOTES(med: dict, chunk_s: float, control_hz: float) -> list[str]:  # noqa: N802 - reads as a section
+    notes = []
+    if "async" in med:
+        seam = med["async"]["max_seam_idle_periods"]
+        verdict = "meets" if seam < 1.0 else "misses"
+        notes.append(f"Target: idle gaps under one control period ({1e3 / control_hz:.1f} ms) in async. Result: the "
+                     f"median run's largest seam gap is {seam:.1f} control periods beyond the nominal key-frame "
+                     f"spacing ({verdict} the target); median total idle {med['async']['idle_s']:.2f} s.")
+    notes += [
+        "",
+        "Reading the numbers: in sync the arm holds at every seam for the time the last key frame takes to be "
+        "captured and delivered plus ground + predict, so a chunk takes execution + inference. In async the chunk "
+        "after next is computed while the current one executes, so the chunk period is the execution time as long "
+        "as inference fits in a chunk; the speed-up is then (execution + inference) / execution, and can never "
+        "exceed 2x (reached when inference equals execution). The paper's \"2x faster\" (spec §6.4, RoboTwin) is "
+        "that limit, with a model whose inference time is about one chunk's execution time; with the tiny model "
+        "on this CPU inference is a fraction of a chunk, so the measured gain is smaller, as the expected column "
+        "predicts. async_naive has the same timing as async (the keep step is cheaper than the FDM imagine step) "
+        "and differs only in what the model conditions on.",
+        "",
+        "These are timing figures only: a random checkpoint says nothing about task success. The released "
+        "checkpoints were not trained with the FDM loss, so for them `sync` remains the default (docs/inference.md).",
+    ]
+    return notes
+
+
+if __name__ == "__main__":
+    main()
