@@ -23,6 +23,7 @@ the sync and async chunk periods. Writes docs/benchmarks/closed_loop.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -48,9 +49,31 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
+def _relax_watchdogs(args) -> None:
+    """Give the executor's state/heartbeat watchdogs more slack than config/executor.yaml (0.2 s / 0.3 s).
+
+    On a shared 2-core host the sim process is sometimes starved long enough that /joint_states is 0.2 s old:
+    the executor then (rightly) latches a fault and the run is lost. The watchdogs never fire in a healthy run,
+    so relaxing them changes no timing figure; it only keeps runs comparable."""
+    import dataclasses
+
+    from lingbot_va_ros.bringup import runner
+
+    base = getattr(runner.build_graph, "__wrapped__", runner.build_graph)
+
+    def build_graph(opts):
+        watchdog = {"state_timeout": args.state_timeout, "heartbeat_timeout": args.heartbeat_timeout}
+        return [dataclasses.replace(spec, overrides={**spec.overrides, "watchdog": watchdog})
+                if spec.name == EXECUTOR else spec for spec in base(opts)]
+
+    build_graph.__wrapped__ = base
+    runner.build_graph = build_graph
+
+
 def run_once(mode: str, args, domain_id: int, run_dir: Path, checkpoint: Path) -> dict:
     """One bringup + one episode; returns raw observations (times in seconds)."""
     from rclpy.action import ActionClient
+    from std_msgs.msg import String
 
     from lingbot_va_ros.action import RunEpisode
     from lingbot_va_ros.bringup.graph import BringupOptions
@@ -60,6 +83,7 @@ def run_once(mode: str, args, domain_id: int, run_dir: Path, checkpoint: Path) -
     from lingbot_va_ros.msg import ActionChunk, ActionTick
     from lingbot_va_ros.testing.ros_harness import RosProbe, apply_ros_env_to_this_process, wait_until
 
+    _relax_watchdogs(args)
     opts = BringupOptions(arm=args.arm, embodiment=args.embodiment, checkpoint=str(checkpoint), device=args.device,
                           mode=mode, record=False, use_sim=True, torch_threads=args.torch_threads,
                           display_rate_hz=args.live_view_hz, log_level="warn")
@@ -70,6 +94,7 @@ def run_once(mode: str, args, domain_id: int, run_dir: Path, checkpoint: Path) -
         bringup.start()
         with RosProbe(domain_id, "bench_closed_loop") as probe:
             ticks = probe.subscribe(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
+            states = probe.subscribe(String, topics.EXECUTOR_STATE, qos.LATCHED)
             chunks = probe.subscribe(ActionChunk, topics.ACTION_CHUNK, qos.RELIABLE_DEEP)
             client = ActionClient(probe.node, RunEpisode, topics.RUN_EPISODE)
 
@@ -95,8 +120,15 @@ def run_once(mode: str, args, domain_id: int, run_dir: Path, checkpoint: Path) -
             mine = sorted((m for m in chunks.messages if m.episode_id == episode_id), key=lambda m: m.chunk_index)
             last_action = mine[-1].start_index + mine[-1].shape[0] - 1 if mine else -1
             # the async modes finish predicting before the arm finishes executing: wait for the last action
-            wait_until(lambda: any(t.episode_id == episode_id and t.action_index == last_action
-                                   for t in list(ticks.messages)), 30, "the last action executed", poll=0.05)
+            fault = ""
+            try:
+                wait_until(lambda: any(t.episode_id == episode_id and t.action_index == last_action
+                                       for t in list(ticks.messages)), 30, "the last action executed", poll=0.05)
+            except TimeoutError:
+                # a run is only comparable when the arm executed every chunk; say why it did not
+                faults = [json.loads(m.data) for m in list(states.messages)]
+                latched = [f for f in faults if f.get("state") in ("fault", "estop")]
+                fault = (latched[0] if latched else (faults[-1] if faults else {})).get("reason", "unknown")
             tick_stamps = {t.action_index: stamp_to_ns(t.header.stamp) * 1e-9 for t in list(ticks.messages)
                            if t.episode_id == episode_id and t.action_index >= 0}
             client.destroy()
@@ -104,7 +136,8 @@ def run_once(mode: str, args, domain_id: int, run_dir: Path, checkpoint: Path) -
         leftovers = bringup.stop()
         if leftovers:
             print(f"  processes did not stop: {leftovers}", file=sys.stderr)
-    return {"mode": mode, "outcome": result.outcome, "reason": result.reason, "sent": sent, "ticks": tick_stamps,
+    return {"mode": mode, "outcome": f"executor: {fault}" if fault else result.outcome, "reason": result.reason,
+            "sent": sent, "ticks": tick_stamps,
             "chunks": [(m.chunk_index, m.start_index, int(m.shape[0]), float(m.inference_latency), m.mode)
                        for m in mine],
             "deadline_misses": feedback[-1].deadline_misses if feedback else 0,
@@ -158,6 +191,9 @@ def main() -> None:
     ap.add_argument("--live-view-hz", type=float, default=0.5, help="as lingbot-va-demo")
     ap.add_argument("--domain-id", type=int, default=203, help="a domain no demo or test uses by default")
     ap.add_argument("--startup-timeout", type=float, default=180.0)
+    ap.add_argument("--state-timeout", type=float, default=0.5, help="executor watchdog (config: 0.2 s)")
+    ap.add_argument("--heartbeat-timeout", type=float, default=1.0, help="executor watchdog (config: 0.3 s)")
+    ap.add_argument("--retries", type=int, default=1, help="reruns of a run the executor did not finish (a fault)")
     ap.add_argument("--out", default="", help="run folder for logs (default: a temporary folder)")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
@@ -179,24 +215,28 @@ def main() -> None:
     for rep in range(args.repeat):
         order = args.modes[rep % len(args.modes):] + args.modes[:rep % len(args.modes)]
         for mode in order:
-            print(f"== rep {rep + 1}/{args.repeat} {mode}", flush=True)
-            raw = run_once(mode, args, args.domain_id, out / f"rep{rep}_{mode}", checkpoint)
-            r = analyse(raw, emb.control_hz, emb.actions_per_keyframe)
-            r["rep"] = rep + 1
-            runs.append(r)
-            print(f"   {r['outcome']}: {r['chunks']} chunks, idle {r['idle_s']:.2f} s ({r['holds']} holds, max seam "
-                  f"{r['max_seam_idle_periods']:.1f} periods), chunk period {r['chunk_period_s']:.3f} s, span "
-                  f"{r['span_s']:.2f} s, latency {1e3 * r['latency_s']:.0f} ms, misses {r['deadline_misses']}, "
-                  f"load {r['load']:.1f}", flush=True)
+            for attempt in range(1 + args.retries):
+                print(f"== rep {rep + 1}/{args.repeat} {mode}" + (f" (retry {attempt})" if attempt else ""), flush=True)
+                raw = run_once(mode, args, args.domain_id, out / f"rep{rep}_{mode}_{attempt}", checkpoint)
+                r = analyse(raw, emb.control_hz, emb.actions_per_keyframe)
+                r["rep"] = rep + 1
+                runs.append(r)
+                print(f"   {r['outcome']}: {r['chunks']} chunks, idle {r['idle_s']:.2f} s ({r['holds']} holds, max "
+                      f"seam {r['max_seam_idle_periods']:.1f} periods), chunk period {r['chunk_period_s']:.3f} s, "
+                      f"span {r['span_s']:.2f} s, latency {1e3 * r['latency_s']:.0f} ms, misses "
+                      f"{r['deadline_misses']}, load {r['load']:.1f}", flush=True)
+                if r["outcome"] == "completed":
+                    break
 
     chunk_s = emb.actions_per_chunk / emb.control_hz
     med = {}
     for mode in args.modes:
-        rs = [r for r in runs if r["mode"] == mode]
+        tried = [r for r in runs if r["mode"] == mode]
+        rs = [r for r in tried if r["outcome"] == "completed"] or tried   # incomplete runs are not comparable
         med[mode] = {k: statistics.median(r[k] for r in rs) for k in
                      ("idle_s", "max_seam_idle_periods", "chunk_period_s", "span_s", "wall_s", "latency_s",
                       "deadline_misses")}
-        med[mode]["completed"] = f"{sum(r['outcome'] == 'completed' for r in rs)}/{len(rs)}"
+        med[mode]["completed"] = f"{sum(r['outcome'] == 'completed' for r in tried)}/{len(tried)}"
         med[mode]["fell_back"] = sum(r["fell_back"] for r in rs)
     lines_cmp = []
     if "sync" in med:
@@ -228,7 +268,10 @@ def main() -> None:
         f"camera ingest, executor with arm profile `{args.arm}`, inference with a tiny *random* checkpoint on "
         f"`{args.embodiment}`: {emb.control_hz:g} Hz, {emb.actions_per_chunk} actions = {chunk_s:.3f} s per chunk, "
         f"first chunk {emb.first_chunk_actions}; {emb.num_inference_steps} video + {emb.action_num_inference_steps} "
-        f"action steps; torch threads {args.torch_threads}; live view {args.live_view_hz:g} Hz), no recording. Same "
+        f"action steps; torch threads {args.torch_threads}; live view {args.live_view_hz:g} Hz), no recording; the "
+        f"executor's state / heartbeat watchdogs relaxed to {args.state_timeout:g} s / {args.heartbeat_timeout:g} s "
+        "(a starved sim process otherwise latches a fault on this shared host; they never fire in a run that "
+        "completes, so no timing figure depends on them). Same "
         f"prompt (\"{PROMPT}\"), model seed 0 and sim seed 0 in every run. Deadline fallback to sync: the node's "
         f"default (after 3 consecutive misses).",
         "",

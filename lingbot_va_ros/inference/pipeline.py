@@ -104,8 +104,12 @@ class EpisodeRunner:
 
     def _predict_and_publish(self, started: float, obs_index: int, obs_stamp: int,
                              due_time: float | None) -> PublishedChunk:
+        if self.cancelled():   # do not start a model call whose result may not be published
+            raise EpisodeAborted("cancelled")
         pred = self._timed("predict", self.backend.predict_chunk)
         self.stats.calls.append(f"predict:{pred.chunk_index}")
+        if self.cancelled():   # cancelled while predicting: a cancelled episode publishes nothing more
+            raise EpisodeAborted("cancelled")
         if pred.actions.ndim != 2 or not np.isfinite(pred.actions).all():
             raise EpisodeAborted(f"model produced an invalid chunk {pred.chunk_index} (shape {pred.actions.shape}, "
                                  "non-finite values); nothing was published")

@@ -34,6 +34,7 @@ import random
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -149,7 +150,7 @@ class CommandMonitor:
     previous command (``k * max_step`` across ``k`` periods when the monitor missed commands)."""
 
     def __init__(self, probe: Any, limits: Any, period: float, topic: str = topics.COMMAND, qos_profile: Any = None,
-                 joint_names: Sequence[str] | None = None):
+                 joint_names: Sequence[str] | None = None, reorder: bool = False):
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import JointState
 
@@ -157,6 +158,7 @@ class CommandMonitor:
         self.period = float(period)
         self.topic = topic
         self.joint_names = tuple(joint_names or limits.names)
+        self.reorder = reorder
         self._lock = threading.RLock()       # predicates of wait_for may read the samples too
         self._cond = threading.Condition(self._lock)
         self.samples: list[CommandSample] = []
@@ -166,9 +168,16 @@ class CommandMonitor:
         probe.node.create_subscription(JointState, topic, self._on, qos_profile or deep)
 
     def _on(self, msg: Any) -> None:
+        names = tuple(msg.name)
+        q = np.array(msg.position, dtype=np.float64)
+        v = np.array(msg.velocity, dtype=np.float64) if len(msg.velocity) else None
+        if self.reorder and names != self.joint_names and set(self.joint_names) <= set(names) and len(names) == q.size:
+            order = [names.index(n) for n in self.joint_names]       # e.g. /joint_states in the sim's order
+            q = q[order]
+            v = v[order] if v is not None and v.size == len(names) else None
+            names = self.joint_names
         s = CommandSample(time.monotonic(), time.time_ns(), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
-                          np.array(msg.position, dtype=np.float64),
-                          np.array(msg.velocity, dtype=np.float64) if len(msg.velocity) else None, tuple(msg.name))
+                          q, v, names)
         with self._cond:
             self.samples.append(s)
             self._cond.notify_all()
@@ -216,8 +225,10 @@ class CommandMonitor:
         return float(np.max(np.abs(s.v))) if s.v is not None and s.v.size else 0.0
 
     # -- invariants ---------------------------------------------------------------------------------------
-    def violations(self, samples: Sequence[CommandSample] | None = None, tol: float = 1e-9) -> list[str]:
-        """Every broken invariant (empty = safe): non-finite, outside [lower, upper], over-step, names, repeats."""
+    def violations(self, samples: Sequence[CommandSample] | None = None, tol: float = 1e-9, check_step: bool = True
+                   ) -> list[str]:
+        """Every broken invariant (empty = safe): non-finite, outside [lower, upper], over-step, names, repeats.
+        ``check_step=False`` for measured states (only finiteness and limits apply)."""
         samples = self.window() if samples is None else sorted(samples, key=lambda s: s.stamp_ns)
         lim = self.limits
         out: list[str] = []
@@ -240,7 +251,7 @@ class CommandMonitor:
             high = s.q > lim.upper + tol
             for j in np.flatnonzero(low | high):
                 out.append(f"{where}: {self.joint_names[j]} = {s.q[j]:.6f} outside [{lim.lower[j]:.6f}, {lim.upper[j]:.6f}]")
-            if prev is not None:
+            if prev is not None and check_step:
                 dt = (s.stamp_ns - prev.stamp_ns) / 1e9
                 if dt <= 0:
                     out.append(f"{where}: stamp not increasing (previous {prev.stamp_ns})")
@@ -484,6 +495,15 @@ class ExecutorRig:
         self.fault_pub.publish(self.String(data=json.dumps({"fault": text, "persist": persist})))
         return t
 
+    def wait_ingest(self, timeout: float = 60.0) -> None:
+        """Camera ingest (and the recorder, if any) listening to ticks, the current ingest process ready."""
+        from lingbot_va_ros.testing.ros_harness import wait_until
+
+        n = 2 if self.opts.record else 1
+        wait_until(lambda: self.probe.node.count_subscribers(topics.ACTION_TICK) >= n
+                   and "camera ingest ready" in self.graph.proc(INGEST).output(), timeout,
+                   "camera ingest listening to ticks", on_timeout=self.graph.logs)
+
     def rearm(self, timeout: float = 10.0) -> tuple[bool, str]:
         resp = self.probe.call(self.rearm_client, self.Trigger.Request(), timeout=timeout)
         return bool(resp.success), str(resp.message)
@@ -606,6 +626,17 @@ class RelayControl:
         return wait_until(lambda: (s := self.status()).get("ack", 0) >= req and s, timeout,
                           f"relay {self.relay} acknowledging request {req}",
                           on_timeout=lambda: json.dumps(self.status()))
+
+    def reset(self, timeout: float = 10.0) -> dict:
+        """Every pair back to plain forwarding."""
+        return self.set(timeout, **{p: {} for p in self.status().get("pairs", {})})
+
+    def wait_count(self, pair: str, key: str, at_least: int, timeout: float = 10.0) -> dict:
+        """Wait for a counter of the relay (its status is refreshed every second and on control)."""
+        from lingbot_va_ros.testing.ros_harness import wait_until
+
+        return wait_until(lambda: (c := self.counts(pair)).get(key, 0) >= at_least and c, timeout,
+                          f"relay {self.relay}: {pair}.{key} >= {at_least}", on_timeout=lambda: str(self.counts(pair)))
 
     def counts(self, pair: str) -> dict:
         return self.status().get("pairs", {}).get(pair, {})
@@ -936,6 +967,34 @@ def streamer_peak_speed(amplitude: float = 0.3, cycle_s: float = 4.0) -> float:
 
 
 # ================================================================================================ graphs
+@contextmanager
+def free_ros_domain():
+    """A ROS_DOMAIN_ID held for the ``with`` block, with the same host-wide flock scheme as test/conftest.py
+    (so module-scoped graphs, benchmarks and everyone's test runs never share a domain)."""
+    import fcntl
+    import tempfile
+
+    lock_dir = Path(tempfile.gettempdir()) / "lingbot_va_ros_test_domains"
+    lock_dir.mkdir(exist_ok=True)
+    first = (os.getpid() * 7 + int(time.time())) % 101
+    for k in range(101):
+        domain = 1 + (first + k) % 101
+        handle = open(lock_dir / f"{domain}.lock", "w")  # noqa: SIM115 - held for the block
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield domain
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+        return
+    raise RuntimeError("every ROS domain 1..101 is in use on this host")
+
+
+
 def _deep_merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for k, v in extra.items():
@@ -972,7 +1031,7 @@ class FaultGraph:
         self._starts[name] = n + 1
         files = [*spec.params_files, str(write_params_file(spec, self.log_dir))]
         ros_args = ["-r", f"__node:={spec.name}"]
-        for src, dst in self.remaps.get(name, []):
+        for src, dst in [*spec.remappings, *self.remaps.get(name, [])]:
             ros_args += ["-r", f"{src}:={dst}"]
         for f in files:
             ros_args += ["--params-file", f]
@@ -1027,6 +1086,234 @@ def tiny_checkpoint(directory: str | os.PathLike, embodiment: str = "demo_sim") 
     from lingbot_va_ros.bringup.runner import ensure_checkpoint
 
     return ensure_checkpoint(Path(directory), embodiment)
+
+
+class ObservationAudit:
+    """Checks that no chunk is computed from stale or mismatched images: every Observation the inference
+    receives has the model's cameras in order, model-sized RGB, and capture stamps within ``max_age`` of its
+    tick; every chunk the executor receives names such an Observation (episode, stamp, action index)."""
+
+    def __init__(self, probe: Any, cameras: Sequence[tuple[str, int, int]], max_age: float,
+                 latency_offset: float = 0.0):
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        from lingbot_va_ros.msg import ActionChunk, Observation
+
+        deep = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.cameras = list(cameras)
+        self.max_age, self.latency_offset = max_age, latency_offset
+        self.observations = probe.subscribe(Observation, topics.OBSERVATION, deep)
+        self.chunks = probe.subscribe(ActionChunk, topics.ACTION_CHUNK, deep)
+
+    def observation_problems(self, obs: Any) -> list[str]:
+        out = []
+        where = f"observation {obs.episode_id}#{obs.action_index}"
+        names = [c[0] for c in self.cameras]
+        if list(obs.camera_names) != names:
+            out.append(f"{where}: cameras {list(obs.camera_names)} != {names}")
+        if len(obs.images) != len(names) or len(obs.capture_stamps) != len(names):
+            out.append(f"{where}: {len(obs.images)} images / {len(obs.capture_stamps)} stamps for {len(names)} cameras")
+            return out
+        tick_ns = obs.header.stamp.sec * 1_000_000_000 + obs.header.stamp.nanosec
+        for (name, h, w), img, cap in zip(self.cameras, obs.images, obs.capture_stamps):
+            if (img.height, img.width, img.encoding) != (h, w, "rgb8") or len(img.data) != h * w * 3:
+                out.append(f"{where}: {name} image {img.height}x{img.width} {img.encoding}, expected {h}x{w} rgb8")
+            age = (tick_ns - int(self.latency_offset * 1e9) - (cap.sec * 1_000_000_000 + cap.nanosec)) / 1e9
+            if abs(age) > self.max_age + 1e-9:
+                out.append(f"{where}: {name} frame {age * 1e3:.1f} ms from its tick (max_age {self.max_age * 1e3:.0f} ms)")
+        return out
+
+    def problems(self) -> list[str]:
+        out: list[str] = []
+        seen = {}
+        for obs in list(self.observations.messages):
+            out += self.observation_problems(obs)
+            stamp = obs.header.stamp.sec * 1_000_000_000 + obs.header.stamp.nanosec
+            seen[(obs.episode_id, stamp)] = obs
+        for c in list(self.chunks.messages):
+            stamp = c.observation_stamp.sec * 1_000_000_000 + c.observation_stamp.nanosec
+            obs = seen.get((c.episode_id, stamp))
+            if obs is None:
+                out.append(f"chunk {c.episode_id}#{c.chunk_index}: computed from an observation stamped {stamp} that "
+                           "never reached the inference node")
+            elif obs.action_index != c.observation_action_index:
+                out.append(f"chunk {c.episode_id}#{c.chunk_index}: observation_action_index {c.observation_action_index} "
+                           f"!= the observation's {obs.action_index}")
+        return out
+
+    def chunks_of(self, episode: str) -> list[Any]:
+        return [c for c in list(self.chunks.messages) if c.episode_id == episode]
+
+
+def diagnostic_statuses(inbox: Any, prefix: str = "") -> dict[str, Any]:
+    """The latest DiagnosticStatus per name (optionally only names starting with ``prefix``)."""
+    latest: dict[str, Any] = {}
+    for arr in list(inbox.messages):
+        for s in arr.status:
+            if s.name.startswith(prefix):
+                latest[s.name] = s
+    return latest
+
+
+def diagnostic_values(status: Any) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
+CAMERAS = ("cam_high", "cam_left_wrist", "cam_right_wrist")
+EXECUTOR, INFERENCE, INGEST, SIM, RECORDER = ("lingbot_va_executor", "lingbot_va_inference", "lingbot_va_camera_ingest",
+                                              "sim_arm", "lingbot_va_recorder")
+
+
+class ClosedLoop:
+    """The demo's closed loop (sim arm, camera ingest, executor, inference on a tiny random checkpoint,
+    optionally the recorder) as separate processes, with a relay process on the chunk, observation and camera
+    links (``relays=True``), and the probe-side instruments: command monitors (executor echo, what reaches the
+    sim, measured joint states), executor state, an observation/chunk audit, /diagnostics, a RunEpisode client.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, domain_id: int, *, mode: str = "sync", record: bool = False,
+                 relays: bool = True, inference: dict | None = None, display_rate_hz: float = 0.0,
+                 checkpoint: str | os.PathLike | None = None, executor: dict | None = None,
+                 recorder: dict | None = None):
+        from lingbot_va_ros.model.embodiment import load_embodiment
+        from lingbot_va_ros.testing.ros_harness import apply_ros_env_to_this_process, ros_env
+
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.domain_id = domain_id
+        apply_ros_env_to_this_process(domain_id, str(self.run_dir / "ros"))
+        self.env = ros_env(domain_id, self.run_dir / "ros")
+        ckpt = tiny_checkpoint(checkpoint or self.run_dir / "tiny_checkpoint")
+        self.recording_dir = self.run_dir / "recordings"
+        self.opts = demo_options(ckpt, mode=mode, record=record, recording_dir=str(self.recording_dir),
+                                 display_rate_hz=display_rate_hz)
+        self.embodiment = load_embodiment(self.opts.embodiment)
+        self.period = 1.0 / float(self.embodiment.control_hz)
+        self.relays = relays
+        remaps: dict[str, list[tuple[str, str]]] = {}
+        if relays:
+            remaps[INFERENCE] = [(topics.ACTION_CHUNK, f"{FAULTS_NS}/chunk_in")]
+            remaps[INGEST] = [(topics.OBSERVATION, f"{FAULTS_NS}/obs_in")] + [
+                (f"/sim_arm/{c}/image_raw", f"{FAULTS_NS}/{c}/image_raw") for c in CAMERAS]
+        inf = _deep_merge({"display": {"enabled": display_rate_hz > 0}}, inference or {})
+        self.graph = FaultGraph(self.opts, self.env, self.run_dir / "logs", remaps=remaps,
+                                overrides={INFERENCE: inf, EXECUTOR: executor or {}, RECORDER: recorder or {}})
+        self.relay_proc = None
+        self.probe = None
+
+    def start(self, timeout: float = 180.0) -> "ClosedLoop":
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        from lingbot_va_ros.common import qos
+        from lingbot_va_ros.testing.ros_harness import NodeProcess, RosProbe, wait_until
+
+        if self.relays:
+            pairs = {"chunks": ("chunk", f"{FAULTS_NS}/chunk_in", topics.ACTION_CHUNK),
+                     "observations": ("observation", f"{FAULTS_NS}/obs_in", topics.OBSERVATION),
+                     **{c: ("image", f"/sim_arm/{c}/image_raw", f"{FAULTS_NS}/{c}/image_raw") for c in CAMERAS}}
+            self.relay_proc = NodeProcess.module("lingbot_va_ros.testing.faults", self.env, self.run_dir / "logs",
+                                                 args=relay_args("links", pairs, max_seconds=MAX_TOOL_SECONDS),
+                                                 name="relay_links").start()
+        self.graph.start()
+        self.probe = p = RosProbe(self.domain_id, "faults_probe")
+        self.limits, _ = executor_limits(self.opts.arm)
+        self.commands = CommandMonitor(p, self.limits, self.period)
+        self.driver_commands = CommandMonitor(p, self.limits, self.period, topic="/sim_arm/joint_command")
+        self.joint_states = CommandMonitor(p, self.limits, self.period, topic=topics.JOINT_STATES,
+                                           qos_profile=qos.SENSOR_DATA, reorder=True)
+        self.state = ExecutorStateWatch(p)
+        cams = [(c, int(self.embodiment.image_sizes[c][0]), int(self.embodiment.image_sizes[c][1]))
+                for c in self.embodiment.camera_names]
+        self.audit = ObservationAudit(p, cams, max_age=0.2)
+        deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.diagnostics = p.subscribe(DiagnosticArray, topics.DIAGNOSTICS, deep)
+        self.episodes = EpisodeClient(p)
+        self.links = RelayControl(p, "links") if self.relays else None
+        from std_msgs.msg import Bool
+        from std_srvs.srv import Trigger
+
+        self.Bool, self.Trigger = Bool, Trigger
+        self.estop_pub = p.publisher(Bool, topics.E_STOP, qos.RELIABLE)
+        self.rearm_client = p.node.create_client(Trigger, topics.REARM)
+        self.episodes.wait_server(timeout, alive=self.graph.check_alive)
+        self.wait_executor(timeout)
+        self.wait_ingest(timeout)
+        if self.links is not None:
+            self.links.ready(timeout)
+        return self
+
+    def wait_executor(self, timeout: float = 60.0) -> None:
+        self.commands.wait_count(1, timeout)
+        self.probe.wait_for_service(self.rearm_client, timeout=timeout)
+        self.probe.wait_for_subscribers(self.estop_pub, timeout=timeout)
+
+    def wait_ingest(self, timeout: float = 60.0) -> None:
+        """Camera ingest (and the recorder, if any) listening to ticks, the current ingest process ready."""
+        from lingbot_va_ros.testing.ros_harness import wait_until
+
+        n = 2 if self.opts.record else 1
+        wait_until(lambda: self.probe.node.count_subscribers(topics.ACTION_TICK) >= n
+                   and "camera ingest ready" in self.graph.proc(INGEST).output(), timeout,
+                   "camera ingest listening to ticks", on_timeout=self.graph.logs)
+
+    def rearm(self, timeout: float = 10.0) -> tuple[bool, str]:
+        resp = self.probe.call(self.rearm_client, self.Trigger.Request(), timeout=timeout)
+        return bool(resp.success), str(resp.message)
+
+    def e_stop(self) -> int:
+        t = time.time_ns()
+        self.estop_pub.publish(self.Bool(data=True))
+        return t
+
+    def ingest_status(self, camera: str = "key frames") -> dict[str, str] | None:
+        s = diagnostic_statuses(self.diagnostics, "camera_ingest").get(f"camera_ingest: {camera}")
+        return None if s is None else {"level": str(int.from_bytes(s.level, "little")), "message": s.message,
+                                       **diagnostic_values(s)}
+
+    def executor_diagnostics(self) -> dict[str, str]:
+        for name, s in diagnostic_statuses(self.diagnostics).items():
+            if "executor" in name and "lingbot_va_executor" in name:
+                return diagnostic_values(s)
+        return {}
+
+    def wait_mid_chunk(self, min_rows: int, timeout: float) -> tuple[float, dict]:
+        """Wait for a fresh executor state (published at the start of a chunk) with >= ``min_rows`` planned."""
+        from lingbot_va_ros.testing.ros_harness import wait_until
+
+        start = time.monotonic()
+
+        def hit():
+            hist = self.state.history()
+            if not hist:
+                return None
+            t, s = hist[-1]
+            left = max((seg[1] for seg in s.get("plan", [])), default=0) - s.get("next_index", 0)
+            fresh = time.monotonic() - t < 0.1 and t >= start
+            return (t, s) if fresh and s.get("state") == "executing" and left >= min_rows else None
+        return wait_until(hit, timeout, f"the executor starting a chunk with >= {min_rows} rows", poll=0.005,
+                          on_timeout=lambda: json.dumps(self.state.latest())[:1000])
+
+    def pids(self) -> dict[str, int]:
+        out = self.graph.pids()
+        if self.relay_proc is not None and self.relay_proc.alive():
+            out["relay_links"] = self.relay_proc.pid
+        return out
+
+    def stop(self) -> list[str]:
+        left = []
+        if self.probe is not None:
+            try:
+                self.episodes.close()
+            except Exception:  # noqa: BLE001 - teardown
+                pass
+            self.probe.close()
+        left += self.graph.stop()
+        if self.relay_proc is not None:
+            self.relay_proc.stop()
+            if self.relay_proc.alive():
+                left.append("relay_links")
+        return left
 
 
 # ================================================================================================ resources

@@ -269,3 +269,25 @@ def test_async_naive_keeps_the_prediction_instead_of_imagining(backend, monkeypa
     assert runner.stats.calls == ["reset", "predict:0", "keep:0", "predict:1", "ground:0", "keep:1",
                                   "predict:2", "ground:1", "keep:2", "predict:3"]
 
+
+
+def test_cancel_during_a_prediction_publishes_nothing_more(backend, monkeypatch):
+    """A cancel that arrives while the model predicts: the finished prediction is dropped, nothing else runs."""
+    inputs = EpisodeInputs(backend.spec)
+    inputs.start("ep")
+    with SimArm(inputs) as arm:
+        runner = EpisodeRunner(backend, inputs, "async", arm.publish, limits=EpisodeLimits(max_chunks=CHUNKS),
+                               deadline=DeadlinePolicy(0), feedback_timeout=60.0)
+        predict = backend.predict_chunk
+
+        def predict_then_cancel():
+            pred = predict()
+            if pred.chunk_index == 2:
+                runner.cancel_event.set()   # as the node does when the action client cancels mid-call
+            return pred
+
+        monkeypatch.setattr(backend, "predict_chunk", predict_then_cancel)
+        outcome = runner.run("stack the three bowls")
+    assert outcome == ("cancelled", "cancel requested")
+    assert [p.chunk_index for p in arm.published] == [0, 1]
+    assert runner.stats.calls[-1] == "predict:2" and runner.stats.chunks == 2
