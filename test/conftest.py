@@ -42,6 +42,14 @@ def ros_domain():
     raise RuntimeError("every ROS domain 1..101 is in use by other tests on this host")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """In-process model tests use tiny tensors: extra intra-op threads only spin on a shared 2-core machine."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def ros_log_dir(tmp_path):
     d = tmp_path / "ros_logs"

@@ -1,4 +1,4 @@
-"""Reference-episode fixtures: reader, recorder and replay (format of /work/shared/fixtures/README.md).
+"""Reference-episode fixtures: reader, recorder and replay (format of test/fixtures/README.md).
 
 A fixture directory holds
 - ``transformer/``: config.json + safetensors (official names),

@@ -422,6 +422,79 @@ class ExecutorStateWatch:
         return int(self.latest().get("counters", {}).get(key, 0))
 
 
+# ================================================================================================ executor timing
+class ExecutorTiming:
+    """The executor's own deadline accounting (``timing_*`` on /diagnostics) with receipt times, so a gap in
+    the command stream can be told apart: the executor silently stopped commanding (a bug), or its control
+    thread was starved by the host and it knows (late ticks / missed deadlines, reported)."""
+
+    def __init__(self, probe: Any, node_name: str = "lingbot_va_executor"):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        self.prefix = f"{node_name}:"
+        deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self._lock = threading.Lock()
+        self.samples: list[tuple[float, dict[str, str]]] = []
+        probe.node.create_subscription(DiagnosticArray, topics.DIAGNOSTICS, self._on, deep)
+
+    def _on(self, arr: Any) -> None:
+        for s in arr.status:
+            if s.name.startswith(self.prefix):
+                with self._lock:
+                    self.samples.append((time.monotonic(), {kv.key: kv.value for kv in s.values}))
+
+    def mark(self) -> tuple[int, float]:
+        """(wall ns, monotonic s) now: one end of a window."""
+        return time.time_ns(), time.monotonic()
+
+    def _at(self, t_mono: float, after: bool) -> dict[str, str] | None:
+        with self._lock:
+            samples = list(self.samples)
+        if after:
+            return next((v for t, v in samples if t >= t_mono), None)
+        before = [v for t, v in samples if t <= t_mono]
+        return before[-1] if before else None
+
+    def delta(self, start: tuple[int, float], end: tuple[int, float], timeout: float = 10.0) -> dict[str, int]:
+        """Late ticks and missed deadlines the executor counted between two marks (waits for the report
+        that follows ``end``). Counters restart with the process: a restart inside the window counts all."""
+        from lingbot_va_ros.testing.ros_harness import wait_until
+
+        b = self._at(start[1], after=False) or {}
+        e = wait_until(lambda: self._at(end[1], after=True), timeout, "an executor diagnostics report")
+        out = {}
+        for key in ("timing_late_ticks", "timing_missed_deadlines", "timing_ticks"):
+            vb, ve = int(b.get(key, 0)), int(e.get(key, 0))
+            out[key[7:]] = ve - vb if ve >= vb else ve
+        out["lateness_max_ms"] = float(e.get("timing_lateness_max_ms", "nan"))
+        return out
+
+
+def stream_problems(monitor: CommandMonitor, timing: ExecutorTiming, start: tuple[int, float],
+                    end: tuple[int, float] | None = None, jitter: float = 0.015) -> tuple[list[str], dict]:
+    """Safety invariants plus continuity of the command stream between two marks.
+
+    Continuity: no gap beyond ``period + jitter``, unless the executor itself reported its control thread
+    late in the window (host overload; every missing tick must then be accounted for by its late ticks and
+    missed deadlines): the executor never silently stops commanding."""
+    end = end or timing.mark()
+    window = monitor.window(start[0], end[0])
+    problems = monitor.violations(window)
+    cont = monitor.continuity(window)
+    t = timing.delta(start, end)
+    report = {**cont, "executor_late_ticks": t["late_ticks"], "executor_missed_deadlines": t["missed_deadlines"],
+              "executor_lateness_max_ms": t["lateness_max_ms"]}
+    if cont["count"] < 2:
+        problems.append(f"no command stream on {monitor.topic} in the window: {report}")
+    elif cont["max_stamp_gap_s"] > monitor.period + jitter:
+        if t["late_ticks"] == 0 and t["missed_deadlines"] == 0:
+            problems.append(f"gap in the command stream the executor did not report: {report}")
+        elif cont["missing_ticks"] > t["late_ticks"] + t["missed_deadlines"]:
+            problems.append(f"more missing commands than late/missed control ticks: {report}")
+    return problems, report
+
+
 # ================================================================================================ executor rig
 class ExecutorRig:
     """The executor node (mock arm with injectable driver faults) in its own process, a command monitor, the
@@ -441,12 +514,15 @@ class ExecutorRig:
 
         self.probe, self.launch, self.dir = probe, launch, Path(directory)
         self.heartbeat_timeout = heartbeat_timeout
+        self.driver = driver
         params, self.arm_yaml = write_mock_executor_params(self.dir, heartbeat_timeout=heartbeat_timeout,
                                                            executor=executor, driver=driver,
                                                            driver_params=driver_params)
         self.limits, self.period = executor_limits(str(self.arm_yaml))
         self.monitor = CommandMonitor(probe, self.limits, self.period)
         self.state = ExecutorStateWatch(probe)
+        self.timing = ExecutorTiming(probe)
+        self.t0 = self.timing.mark()
         self.Trigger = Trigger
         self.rearm_client = probe.node.create_client(Trigger, topics.REARM)
         self.estop_pub = probe.publisher(Bool, topics.E_STOP, qos.RELIABLE)
@@ -469,7 +545,8 @@ class ExecutorRig:
         self.monitor.wait_count(1, timeout)
         self.probe.wait_for_service(self.rearm_client, timeout=timeout)
         self.probe.wait_for_subscribers(self.estop_pub, timeout=timeout)
-        self.probe.wait_for_subscribers(self.fault_pub, timeout=timeout)
+        if self.driver == FAULT_DRIVER:
+            self.probe.wait_for_subscribers(self.fault_pub, timeout=timeout)
         self.state.wait(lambda s: s.get("state") == "holding", timeout, "executor initialised and holding")
         if self.relay is not None:
             self.relay.ready(timeout)
@@ -1174,7 +1251,7 @@ class ClosedLoop:
     def __init__(self, run_dir: str | os.PathLike, domain_id: int, *, mode: str = "sync", record: bool = False,
                  relays: bool = True, inference: dict | None = None, display_rate_hz: float = 0.0,
                  checkpoint: str | os.PathLike | None = None, executor: dict | None = None,
-                 recorder: dict | None = None):
+                 recorder: dict | None = None, camera_max_age: float | None = None):
         from lingbot_va_ros.model.embodiment import load_embodiment
         from lingbot_va_ros.testing.ros_harness import apply_ros_env_to_this_process, ros_env
 
@@ -1196,10 +1273,14 @@ class ClosedLoop:
             remaps[INGEST] = [(topics.OBSERVATION, f"{FAULTS_NS}/obs_in")] + [
                 (f"/sim_arm/{c}/image_raw", f"{FAULTS_NS}/{c}/image_raw") for c in CAMERAS]
         inf = _deep_merge({"display": {"enabled": display_rate_hz > 0}}, inference or {})
+        self.camera_max_age = camera_max_age or 0.2          # config/camera_ingest_sim.yaml
+        ingest = {"cameras": {c: {"max_age": camera_max_age} for c in CAMERAS}} if camera_max_age else {}
         self.graph = FaultGraph(self.opts, self.env, self.run_dir / "logs", remaps=remaps,
-                                overrides={INFERENCE: inf, EXECUTOR: executor or {}, RECORDER: recorder or {}})
+                                overrides={INFERENCE: inf, EXECUTOR: executor or {}, RECORDER: recorder or {},
+                                           INGEST: ingest})
         self.relay_proc = None
         self.probe = None
+        self.recorder_status = None
 
     def start(self, timeout: float = 180.0) -> "ClosedLoop":
         from diagnostic_msgs.msg import DiagnosticArray
@@ -1218,6 +1299,7 @@ class ClosedLoop:
         self.graph.start()
         self.probe = p = RosProbe(self.domain_id, "faults_probe")
         self.limits, _ = executor_limits(self.opts.arm)
+        self.timing = ExecutorTiming(p)
         self.commands = CommandMonitor(p, self.limits, self.period)
         self.driver_commands = CommandMonitor(p, self.limits, self.period, topic="/sim_arm/joint_command")
         self.joint_states = CommandMonitor(p, self.limits, self.period, topic=topics.JOINT_STATES,
@@ -1225,11 +1307,18 @@ class ClosedLoop:
         self.state = ExecutorStateWatch(p)
         cams = [(c, int(self.embodiment.image_sizes[c][0]), int(self.embodiment.image_sizes[c][1]))
                 for c in self.embodiment.camera_names]
-        self.audit = ObservationAudit(p, cams, max_age=0.2)
+        self.audit = ObservationAudit(p, cams, max_age=self.camera_max_age)
         deep = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.diagnostics = p.subscribe(DiagnosticArray, topics.DIAGNOSTICS, deep)
         self.episodes = EpisodeClient(p)
         self.links = RelayControl(p, "links") if self.relays else None
+        self.recorder_status = None
+        if self.opts.record:
+            from std_msgs.msg import String
+
+            from lingbot_va_ros.recording.control import STATUS_TOPIC
+
+            self.recorder_status = p.subscribe(String, STATUS_TOPIC, qos.LATCHED)
         from std_msgs.msg import Bool
         from std_srvs.srv import Trigger
 
@@ -1242,6 +1331,10 @@ class ClosedLoop:
         if self.links is not None:
             self.links.ready(timeout)
         return self
+
+    def recorder_state(self) -> str:
+        msgs = self.recorder_status.messages if self.recorder_status is not None else []
+        return json.loads(msgs[-1].data).get("state", "") if msgs else ""
 
     def wait_executor(self, timeout: float = 60.0) -> None:
         self.commands.wait_count(1, timeout)
@@ -1384,6 +1477,157 @@ def growth(series: Sequence[ResourceSample], key: str) -> dict[str, float]:
     first, last = float(np.median(y[:n])), float(np.median(y[-n:]))
     slope = float(np.polyfit(t - t[0], y, 1)[0]) * 60.0 if np.ptp(t) > 0 else 0.0
     return {"first": first, "last": last, "delta": last - first, "slope_per_min": slope, "max": float(y.max())}
+
+
+# ================================================================================================ soak
+@dataclass
+class SoakResult:
+    seconds: float
+    warmup_s: float
+    episodes: list[dict] = field(default_factory=list)        # outcome, reason, chunks, duration_s, misses, latency
+    rearms: list[str] = field(default_factory=list)           # latched states cleared between episodes
+    samples: list[ResourceSample] = field(default_factory=list)
+    timing: list[tuple[float, dict[str, str]]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    stream: dict = field(default_factory=dict)
+    stream_problems: list[str] = field(default_factory=list)
+    bags: list[dict] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+    died: list[str] = field(default_factory=list)
+    t_start: float = 0.0
+
+    def growth(self, name: str, key: str) -> dict[str, float]:
+        return growth([s for s in self.samples if s.name == name and s.t >= self.t_start + self.warmup_s], key)
+
+    def names(self) -> list[str]:
+        return sorted({s.name for s in self.samples})
+
+    def timing_rates(self, parts: int = 3) -> list[dict[str, float]]:
+        """Executor late ticks / missed deadlines per minute in ``parts`` equal windows after warm-up."""
+        pts = [(t, int(v.get("timing_late_ticks", 0)), int(v.get("timing_missed_deadlines", 0)),
+                int(v.get("timing_ticks", 0))) for t, v in self.timing if t >= self.t_start + self.warmup_s]
+        if len(pts) < parts + 1:
+            return []
+        out = []
+        edges = np.linspace(pts[0][0], pts[-1][0], parts + 1)
+        for a, b in zip(edges, edges[1:]):
+            w = [p for p in pts if a <= p[0] <= b]
+            if len(w) < 2:
+                continue
+            minutes = (w[-1][0] - w[0][0]) / 60.0 or 1e-9
+            out.append({"late_per_min": (w[-1][1] - w[0][1]) / minutes, "missed_per_min": (w[-1][2] - w[0][2]) / minutes,
+                        "ticks_per_min": (w[-1][3] - w[0][3]) / minutes})
+        return out
+
+    def resource_table(self) -> list[str]:
+        """Markdown rows: per node RSS first/last/delta/slope, threads, fds, children (after warm-up)."""
+        rows = ["| node | RSS after warm-up → end (MB) | RSS Δ (MB) | RSS slope (MB/min) | threads | fds | children |",
+                "|---|---|---|---|---|---|---|"]
+        for name in self.names():
+            r, t, f, c = (self.growth(name, k) for k in ("rss", "threads", "fds", "children"))
+            if not math.isfinite(r["first"]):
+                continue
+            rows.append(f"| {name} | {r['first'] / 2**20:.0f} → {r['last'] / 2**20:.0f} | {r['delta'] / 2**20:+.1f} | "
+                        f"{r['slope_per_min'] / 2**20:+.2f} | {t['first']:.0f} → {t['last']:.0f} (max {t['max']:.0f}) | "
+                        f"{f['first']:.0f} → {f['last']:.0f} (max {f['max']:.0f}) | {c['max']:.0f} |")
+        return rows
+
+    def latency_thirds(self) -> list[float]:
+        lat = [x for e in self.episodes for x in e.get("latencies", [])]
+        if len(lat) < 6:
+            return []
+        k = len(lat) // 3
+        return [float(np.median(lat[:k])), float(np.median(lat[k:2 * k])), float(np.median(lat[2 * k:]))]
+
+
+def check_bag(path: Path, image_every: int = 1) -> dict:
+    """Open a recorded bag the way a user without this package would (rosbags AnyReader, EMPTY typestore:
+    types from the bag's own definitions) and deserialise its messages (every ``image_every``-th image)."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    info: dict[str, Any] = {"path": str(path), "ok": False, "messages": 0, "topics": {}, "error": ""}
+    try:
+        with AnyReader([Path(path)], default_typestore=get_typestore(Stores.EMPTY)) as reader:
+            seen: dict[str, int] = {}
+            for conn, _t, raw in reader.messages():
+                n = seen.get(conn.topic, 0)
+                seen[conn.topic] = n + 1
+                if conn.msgtype.endswith("/Image") and n % image_every:
+                    continue
+                reader.deserialize(raw, conn.msgtype)
+            info["topics"], info["messages"], info["ok"] = seen, sum(seen.values()), True
+    except Exception as exc:  # noqa: BLE001 - reported, the caller asserts
+        info["error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def run_soak(loop: "ClosedLoop", seconds: float, *, warmup_s: float = 30.0, episode_s: float = 30.0,
+             sample_period: float = 5.0, prompt: str = "pick up the red block and place it in the bowl",
+             log: Callable[[str], None] = lambda _s: None, keep_bags: int = 2, image_every: int = 1) -> SoakResult:
+    """Run episodes back to back on a started ClosedLoop for ``seconds``, sampling every node's resources; then
+    stop the graph and open every recorded bag. Bags beyond the last ``keep_bags`` are deleted once checked."""
+    import shutil
+
+    res = SoakResult(seconds=seconds, warmup_s=warmup_s)
+    sampler = ResourceSampler(loop.pids, sample_period).start()
+    res.t_start = time.monotonic()
+    start_mark = loop.timing.mark()
+    end = res.t_start + seconds
+    try:
+        while time.monotonic() < end:
+            try:
+                loop.graph.check_alive()
+            except RuntimeError as exc:
+                res.died.append(str(exc))
+                break
+            state = loop.state.latest()
+            if state.get("latched"):
+                ok, msg = loop.rearm()
+                res.rearms.append(f"{json.dumps(state['latched'])} -> {msg}")
+            left = end - time.monotonic()
+            h = loop.episodes.send(prompt, max_duration_s=float(max(5.0, min(episode_s, left))))
+            if not h.accepted:
+                res.episodes.append({"outcome": "not accepted", "reason": "", "chunks": 0})
+                continue
+            r = h.result(max(60.0, episode_s + 60.0))
+            ep = {"outcome": r.outcome, "reason": r.reason, "episode_id": r.episode_id, "chunks": int(r.chunks),
+                  "duration_s": float(r.duration_s), "latencies": [float(f.latency_s) for f in h.feedback],
+                  "deadline_misses": int(h.feedback[-1].deadline_misses) if h.feedback else 0,
+                  "modes": sorted({f.mode for f in h.feedback})}
+            res.episodes.append(ep)
+            log(f"[soak] {time.monotonic() - res.t_start:6.0f}s episode {len(res.episodes)}: {r.outcome} "
+                f"({r.reason}); {r.chunks} chunks, misses {ep['deadline_misses']}")
+            if r.outcome != "completed":
+                # an aborted episode ends at once; the arm holds, the loop goes on with the next goal
+                loop.state.wait(lambda s: s.get("state") in ("holding", "fault", "estop"), 30, "executor idle")
+    finally:
+        sampler.stop()
+        res.samples = list(sampler.samples)
+        res.timing = list(loop.timing.samples)
+        end_mark = loop.timing.mark()
+        window = loop.commands.window(start_mark[0], end_mark[0])
+        res.violations = loop.commands.violations(window) + loop.driver_commands.violations(
+            loop.driver_commands.window(start_mark[0], end_mark[0]))
+        try:
+            res.stream_problems, res.stream = stream_problems(loop.commands, loop.timing, start_mark, end_mark)
+        except TimeoutError as exc:
+            res.stream_problems = [str(exc)]
+        if RECORDER in loop.graph.procs:
+            from lingbot_va_ros.testing.ros_harness import wait_until
+
+            # the last episode's bag closes auto_close_delay_s after its goal ended: wait for it before stopping
+            try:
+                wait_until(lambda: loop.recorder_state() == "idle", 30, "the recorder closing the last bag", poll=0.2)
+            except TimeoutError:
+                log("[soak] the recorder still had a bag open at the end")
+        res.leftovers = loop.stop()
+    bags = sorted(p.parent for p in loop.recording_dir.rglob("metadata.yaml"))
+    for i, bag in enumerate(bags):
+        res.bags.append(check_bag(bag, image_every))
+        if i < len(bags) - keep_bags and res.bags[-1]["ok"]:
+            shutil.rmtree(bag, ignore_errors=True)
+    return res
 
 
 # ================================================================================================ CLI

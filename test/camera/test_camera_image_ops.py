@@ -13,7 +13,7 @@ from lingbot_va_ros.camera.image_ops import (SUPPORTED_ENCODINGS, compressed_msg
                                               image_msg_to_model_rgb, to_model_rgb)
 from lingbot_va_ros.common.conversions import MessageError
 
-REFERENCE = Path("/work/shared/fixtures/reference_images")
+REFERENCE = Path(__file__).resolve().parents[1].joinpath("fixtures", "reference_images")
 CAMERAS = ("cam_high", "cam_left_wrist", "cam_right_wrist")
 # Model sizes of the configs (spec §2.2) plus odd ones: down- and up-sizing in each axis, non-integer scales.
 SIZES = [(256, 320), (128, 160), (224, 320), (128, 128), (480, 640), (100, 333), (37, 41)]

@@ -15,7 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from lingbot_va_ros.testing.faults import CAMERAS, EXECUTOR, INFERENCE, INGEST, ClosedLoop, free_ros_domain
+from lingbot_va_ros.testing.faults import (CAMERAS, EXECUTOR, INFERENCE, INGEST, ClosedLoop, free_ros_domain,
+                                          stream_problems)
 from lingbot_va_ros.testing.ros_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -26,9 +27,12 @@ SLACK = 0.2              # scheduling slack on a loaded 2-core host
 FEEDBACK_TIMEOUT = 2.5   # inference feedback_timeout_s in this graph (shipped: 5 s)
 INITIAL_TIMEOUT = 5.0    # inference initial_observation_timeout_s in this graph (shipped: 10 s)
 # The sim arm runs without real-time priority: on a loaded 2-core host its 100 Hz joint states were measured
-# 216 ms late, which latches the shipped 0.2 s state_timeout (a real finding, see docs/reliability.md); the
-# faults under test here are others, so the graph allows 0.5 s.
-STATE_TIMEOUT = 0.5
+# 216 ms (and, with two closed loops on 2 cores, 502 ms) late, which latches the shipped 0.2 s state_timeout
+# (a finding, see docs/reliability.md); the faults under test here are others, so this graph allows 1 s.
+STATE_TIMEOUT = 1.0
+# Likewise the sim renders late under that load and the shipped 0.2 s max_age drops key frames (which ends a
+# sync episode): this graph allows 0.5 s. Every Observation is still audited against the max_age in force.
+CAMERA_MAX_AGE = 0.5
 PROMPT = "pick up the red block and place it in the bowl"
 
 
@@ -38,7 +42,7 @@ def loop(tmp_path_factory):
         lp = ClosedLoop(tmp_path_factory.mktemp("faults_graph"), domain, mode="sync",
                         inference={"initial_observation_timeout_s": INITIAL_TIMEOUT,
                                    "feedback_timeout_s": FEEDBACK_TIMEOUT},
-                        executor={"watchdog": {"state_timeout": STATE_TIMEOUT}})
+                        executor={"watchdog": {"state_timeout": STATE_TIMEOUT}}, camera_max_age=CAMERA_MAX_AGE)
         try:
             lp.start()
             yield lp
@@ -53,11 +57,11 @@ def g(loop, request):
     loop.links.reset()
     ok, msg = loop.rearm()
     assert ok, msg
-    t0 = time.time_ns()
+    loop.t0 = loop.timing.mark()
     yield loop
     for name, proc in loop.graph.procs.items():
         request.node.add_report_section("call", f"node log {name}", proc.output()[-3000:])
-    _assert_safe(loop, t0)
+    _assert_safe(loop, loop.t0[0])
 
 
 def _assert_safe(lp: ClosedLoop, since_ns: int) -> None:
@@ -70,10 +74,11 @@ def _assert_safe(lp: ClosedLoop, since_ns: int) -> None:
     assert not problems, "chunk computed from stale / mismatched images:\n" + "\n".join(problems[:20])
 
 
-def _continuous(lp: ClosedLoop, since_ns: int, until_ns: int | None = None) -> dict:
-    cont = lp.commands.continuity(lp.commands.window(since_ns, until_ns))
-    assert cont["max_stamp_gap_s"] <= lp.period + 0.015, cont
-    return cont
+def _continuous(lp: ClosedLoop, start=None) -> dict:
+    """Continuity of the executor's stream (and what reached the sim) since ``start`` (a timing mark)."""
+    problems, report = stream_problems(lp.commands, lp.timing, start or lp.t0)
+    assert not problems, "\n".join(problems[:20])
+    return report
 
 
 def _first_chunk_published(handle, timeout: float = 60.0) -> None:
@@ -89,7 +94,6 @@ def _aborted(handle, timeout: float, *needles: str):
 
 
 def test_chunk_and_observation_delay_and_loss(g):
-    t0 = time.time_ns()
     # delay + jitter on both links: the episode completes
     g.links.set(chunks={"delay_s": 0.05, "jitter_s": 0.1}, observations={"delay_s": 0.03, "jitter_s": 0.05})
     h = g.episodes.send(PROMPT, max_chunks=3)
@@ -116,11 +120,10 @@ def test_chunk_and_observation_delay_and_loss(g):
     res = _aborted(h, 60, "key frames after actions", "camera ingest")
     assert len(g.audit.chunks_of(res.episode_id)) == res.chunks
     g.links.reset()
-    _continuous(g, t0)
+    _continuous(g)
 
 
 def test_camera_stall_backwards_stamps_missing_camera_and_ingest_stall_never_feed_stale_images(g, loop):
-    t0 = time.time_ns()
     # (a) one camera stops publishing mid-episode: no Observation for the next tick, the episode ends
     h = g.episodes.send(PROMPT, max_chunks=8)
     _first_chunk_published(h)
@@ -134,7 +137,7 @@ def test_camera_stall_backwards_stamps_missing_camera_and_ingest_stall_never_fee
     g.links.reset()
     h = g.episodes.send(PROMPT, max_chunks=8)
     _first_chunk_published(h)
-    g.links.set(cam_high={"stamp_offset_s": -0.6})
+    g.links.set(cam_high={"stamp_offset_s": -1.0})
     _aborted(h, 60, "key frames", "camera ingest")
     st = wait_until(lambda: (s := g.ingest_status("cam_high")) and int(s.get("stamp_backwards", "0")) >= 1 and s, 10,
                     "ingest counting the backwards stamp")
@@ -163,7 +166,7 @@ def test_camera_stall_backwards_stamps_missing_camera_and_ingest_stall_never_fee
     wait_until(lambda: (s := g.ingest_status("cam_right_wrist")) and "missing" in s.get("message", "") + s.get("reason", ""),
                10, "ingest reporting the missing camera")
     g.links.reset()
-    _continuous(g, t0)
+    _continuous(g)
 
 
 def test_executor_killed_mid_episode_then_a_restarted_executor_serves_the_next_goal(g, loop):
@@ -187,12 +190,13 @@ def test_executor_killed_mid_episode_then_a_restarted_executor_serves_the_next_g
     t_back = time.time_ns()
     g.commands.wait_for(lambda s: s.stamp_ns > t_back, 60, "the restarted executor commanding")
     loop.wait_executor(60)
+    start = g.timing.mark()
     h = g.episodes.send(PROMPT, max_chunks=3)
     res = h.result(120)
     assert res.outcome == "completed", (res.outcome, res.reason)
     assert [f.chunk_index for f in h.feedback] == [0, 1, 2]
     assert h.feedback[0].cache_fill == pytest.approx(fill0)      # the episode started from a clean cache
-    _continuous(g, t_back + int(2e9))
+    _continuous(g, start)
 
 
 def _stop_checks(lp: ClosedLoop, t_fault: int, t_mono: float, cuts: int, plan_end: int, what: str):

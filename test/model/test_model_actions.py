@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 from lingbot_va_ros.model import actions as A
 from lingbot_va_ros.model.embodiment import load_embodiment
 
-FIXTURE = Path("/work/shared/fixtures/reference_episode_small/episode.json")
+FIXTURE = Path(__file__).resolve().parents[1].joinpath("fixtures", "reference_episode_small", "episode.json")
 
 
 @pytest.fixture(scope="module")

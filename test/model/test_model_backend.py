@@ -19,14 +19,6 @@ SMALL = {**FAST, "cameras": [{"name": "cam_high", "height": 64, "width": 64},
                              {"name": "cam_right_wrist", "height": 32, "width": 32}]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)      # 2 shared cores: OpenMP spinning under contention is 10x slower
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def checkpoint():
     return shared_tiny_checkpoint()

@@ -22,15 +22,6 @@ from lingbot_va_ros.model.kv_cache import SlabKVCache
 from lingbot_va_ros.model.transformer import WanTransformer3DModel
 from lingbot_va_ros.model.world_model import LingBotVAWorldModel, WorldModelConfig
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add spin-wait overhead on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = dict(patch_size=[1, 2, 2], num_attention_heads=2, attention_head_dim=12, in_channels=48, out_channels=48,
             action_dim=30, text_dim=16, freq_dim=16, ffn_dim=32, num_layers=2)
 LATENT = [48, 4, 6]  # 2 x 3 = 6 video tokens per latent frame

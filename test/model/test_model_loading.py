@@ -14,17 +14,9 @@ from safetensors.torch import load_file, save_file
 
 from lingbot_va_ros.model.transformer import TransformerLoadError, WanTransformer3DModel, load_transformer
 
-SHIPPED = Path("/work/shared/fixtures/reference_episode_small/transformer")
+SHIPPED = Path(__file__).resolve().parents[1].joinpath("fixtures", "reference_episode_small", "transformer")
 TINY = dict(patch_size=[1, 2, 2], num_attention_heads=2, attention_head_dim=12, in_channels=48, out_channels=48,
             action_dim=30, text_dim=16, freq_dim=16, ffn_dim=32, num_layers=2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,6 @@ TINY = dict(patch_size=[1, 2, 2], num_attention_heads=2, attention_head_dim=12, 
 F_CHUNK, H, W, A, K = 2, 4, 6, 3, 3  # frames per chunk, latent H/W, actions per frame, chunks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

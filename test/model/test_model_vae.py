@@ -23,17 +23,8 @@ from lingbot_va_ros.model.vae import (
     use_fast_cpu_conv3d,
 )
 
-REFERENCE_IMAGES = Path("/work/shared/fixtures/reference_images")
+REFERENCE_IMAGES = Path(__file__).resolve().parents[1].joinpath("fixtures", "reference_images")
 TSHAPE_SIZES = {"cam_high": (256, 320), "cam_left_wrist": (128, 160), "cam_right_wrist": (128, 160)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The CI box has 2 shared cores: OpenMP spinning across busy cores makes small ops 10x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,7 @@ from lingbot_va_ros.model.fixture import load_fixture, record_episode, replay_fi
 from lingbot_va_ros.model.transformer import WanTransformer3DModel
 from lingbot_va_ros.model.world_model import LingBotVAWorldModel, WorldModelConfig
 
-SHIPPED = Path("/work/shared/fixtures/reference_episode_small")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+SHIPPED = Path(__file__).resolve().parents[1].joinpath("fixtures", "reference_episode_small")
 
 
 def _copy_fixture(dst: Path, edit_tensors=None, edit_meta=None) -> Path:
@@ -51,6 +43,16 @@ def test_official_fixture_reproduced_to_1e5(capsys):
     assert verify.main([str(SHIPPED)]) == 0
     out = capsys.readouterr().out
     assert "RESULT: PASS" in out and "latents" in out
+
+
+# Reference episodes in the project's shared data beside the clone (CI has it), replayed as users would.
+_SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+_SHARED_EPISODES = sorted(p.parent for p in _SHARED.glob("*/episode.json")) if _SHARED.is_dir() else []
+
+
+@pytest.mark.parametrize("fixture_dir", _SHARED_EPISODES, ids=lambda p: p.name)
+def test_every_shared_reference_episode_passes_the_cli(fixture_dir, capsys):
+    assert verify.main([str(fixture_dir)]) == 0, capsys.readouterr().out
 
 
 def test_official_fixture_with_inference_shortcuts():

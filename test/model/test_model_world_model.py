@@ -16,14 +16,6 @@ C, H, W, F, A = 48, 4, 6, 2, 3
 VT, AT = F * (H // 2) * (W // 2), F * A  # tokens per chunk
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
