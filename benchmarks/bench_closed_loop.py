@@ -23,6 +23,7 @@ the sync and async chunk periods. Writes docs/benchmarks/closed_loop.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -70,7 +71,7 @@ def _relax_watchdogs(args) -> None:
     runner.build_graph = build_graph
 
 
-def run_once(mode: str, args, embodiment: str, run_dir: Path, checkpoint: Path) -> dict:
+def run_once(mode: str, args, domain_id: int, embodiment: str, run_dir: Path, checkpoint: Path) -> dict:
     """One bringup + one episode; returns raw observations (times in seconds)."""
     from rclpy.action import ActionClient
     from std_msgs.msg import String
@@ -84,7 +85,6 @@ def run_once(mode: str, args, embodiment: str, run_dir: Path, checkpoint: Path) 
     from lingbot_va_ros.testing.ros_harness import RosProbe, apply_ros_env_to_this_process, wait_until
 
     _relax_watchdogs(args)
-    domain_id = args.domain_id
     opts = BringupOptions(arm=args.arm, embodiment=embodiment, checkpoint=str(checkpoint), device=args.device,
                           mode=mode, record=False, use_sim=True, torch_threads=args.torch_threads,
                           display_rate_hz=args.live_view_hz, log_level="warn")
@@ -132,7 +132,6 @@ def run_once(mode: str, args, embodiment: str, run_dir: Path, checkpoint: Path) 
                 fault = (latched[0] if latched else (faults[-1] if faults else {})).get("reason", "unknown")
             tick_stamps = {t.action_index: stamp_to_ns(t.header.stamp) * 1e-9 for t in list(ticks.messages)
                            if t.episode_id == episode_id and t.action_index >= 0}
-            client.destroy()
     finally:
         leftovers = bringup.stop()
         if leftovers:
@@ -203,6 +202,11 @@ def embodiment_for(point: str, base: str, out: Path) -> str:
     return str(path)
 
 
+def _median(values: list[float]) -> float:
+    finite = [v for v in values if v == v]     # an incomplete run has no chunk period etc. (nan)
+    return statistics.median(finite) if finite else float("nan")
+
+
 def summarise(runs: list[dict], modes: list[str], chunk_s: float) -> tuple[dict, list]:
     med = {}
     for mode in modes:
@@ -210,7 +214,7 @@ def summarise(runs: list[dict], modes: list[str], chunk_s: float) -> tuple[dict,
         if not tried:
             continue
         rs = [r for r in tried if r["outcome"] == "completed"] or tried   # incomplete runs are not comparable
-        med[mode] = {k: statistics.median(r[k] for r in rs) for k in
+        med[mode] = {k: _median([r[k] for r in rs]) for k in
                      ("idle_s", "max_seam_idle_periods", "chunk_period_s", "span_s", "wall_s", "latency_s",
                       "deadline_misses")}
         med[mode]["completed"] = f"{sum(r['outcome'] == 'completed' for r in tried)}/{len(tried)}"
@@ -237,7 +241,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--live-view-hz", type=float, default=0.5, help="as lingbot-va-demo")
-    ap.add_argument("--domain-id", type=int, default=203, help="a domain no demo or test uses by default")
+    ap.add_argument("--domain-id", type=int, default=0, help="0 = a free one, locked like the tests' domains")
     ap.add_argument("--startup-timeout", type=float, default=180.0)
     ap.add_argument("--state-timeout", type=float, default=0.5, help="executor watchdog (config: 0.2 s)")
     ap.add_argument("--heartbeat-timeout", type=float, default=1.0, help="executor watchdog (config: 0.3 s)")
@@ -265,6 +269,8 @@ def main() -> None:
 def measure(args) -> dict:
     import torch
 
+    from lingbot_va_ros.testing.faults import free_ros_domain
+
     from lingbot_va_ros.model.embodiment import load_embodiment
 
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_closed_loop_"))
@@ -290,9 +296,12 @@ def measure(args) -> dict:
             order = args.modes[rep % len(args.modes):] + args.modes[:rep % len(args.modes)]
             for mode in order:
                 for attempt in range(1 + args.retries):
-                    print(f"== [{point}] rep {rep + 1}/{args.repeat} {mode}" + (f" (retry {attempt})" if attempt else ""),
-                          flush=True)
-                    raw = run_once(mode, args, embodiment, out / f"{point}_rep{rep}_{mode}_{attempt}", checkpoint)
+                    retry = f" (retry {attempt})" if attempt else ""
+                    print(f"== [{point}] rep {rep + 1}/{args.repeat} {mode}{retry}", flush=True)
+                    # a domain held host-wide (flock, as the tests do), so no other graph on this host joins ours
+                    with (contextlib.nullcontext(args.domain_id) if args.domain_id else free_ros_domain()) as domain:
+                        raw = run_once(mode, args, domain, embodiment, out / f"{point}_rep{rep}_{mode}_{attempt}",
+                                       checkpoint)
                     r = analyse(raw, emb.control_hz, emb.actions_per_keyframe)
                     r["rep"] = rep + 1
                     runs.append(r)
@@ -355,14 +364,17 @@ def render(report: dict) -> str:
             lines.append(
                 f"| {r['rep']} | {r['mode']} | {r['outcome']}{' (fell back to sync)' if r['fell_back'] else ''} | "
                 f"{r['idle_s']:.2f} / {r['holds']} | {r['max_seam_idle_periods']:.1f} | {r['chunk_period_s']:.3f} | "
-                f"{r['span_s']:.2f} | {r['wall_s']:.2f} | {1e3 * r['latency_s']:.0f} / {1e3 * r['latency_max_s']:.0f} | "
+                f"{r['span_s']:.2f} | {r['wall_s']:.2f} | "
+                f"{1e3 * r['latency_s']:.0f} / {1e3 * r['latency_max_s']:.0f} | "
                 f"{r['deadline_misses']} | {r['load']:.1f} |")
         lines += ["", "Medians:", "",
-                  "| mode | completed | fell back to sync | arm idle (s) | max seam idle (periods) | chunk period (s) | "
+                  "| mode | completed | fell back to sync | arm idle (s) | max seam idle (periods) | "
+                  "chunk period (s) | "
                   "execution span (s) | episode wall-clock (s) | latency (ms) | deadline misses |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for mode, m in med.items():
-            lines.append(f"| {mode} | {m['completed']} | {m['fell_back'] if mode != 'sync' else '-'} | {m['idle_s']:.2f} | "
+            fell_back = m["fell_back"] if mode != "sync" else "-"
+            lines.append(f"| {mode} | {m['completed']} | {fell_back} | {m['idle_s']:.2f} | "
                          f"{m['max_seam_idle_periods']:.1f} | {m['chunk_period_s']:.3f} | {m['span_s']:.2f} | "
                          f"{m['wall_s']:.2f} | {1e3 * m['latency_s']:.0f} | {m['deadline_misses']:g} |")
         if cmp:

@@ -1590,7 +1590,19 @@ def run_soak(loop: "ClosedLoop", seconds: float, *, warmup_s: float = 30.0, epis
             if not h.accepted:
                 res.episodes.append({"outcome": "not accepted", "reason": "", "chunks": 0})
                 continue
-            r = h.result(max(60.0, episode_s + 60.0))
+            try:
+                r = h.result(max(60.0, episode_s + 60.0))
+            except TimeoutError:
+                # no result: a hung episode is itself a finding; record what the node reported and go on
+                log(f"[soak] episode {len(res.episodes) + 1}: no result; inference log tail:\n"
+                    + loop.graph.proc(INFERENCE).output()[-2000:])
+                res.episodes.append({"outcome": "no result", "reason": "no RunEpisode result within the deadline",
+                                     "chunks": len(h.feedback), "latencies": [float(f.latency_s) for f in h.feedback]})
+                try:
+                    h.cancel()
+                except TimeoutError:
+                    pass
+                continue
             ep = {"outcome": r.outcome, "reason": r.reason, "episode_id": r.episode_id, "chunks": int(r.chunks),
                   "duration_s": float(r.duration_s), "latencies": [float(f.latency_s) for f in h.feedback],
                   "deadline_misses": int(h.feedback[-1].deadline_misses) if h.feedback else 0,

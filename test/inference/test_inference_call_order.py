@@ -37,17 +37,12 @@ STAGE_OP = {stage: op for op, stages in OPS.items() for stage in stages}
 
 @pytest.fixture(scope="module")
 def backend():
-    import torch
-
     from lingbot_va_ros.model.backend import LingBotVABackend
     from lingbot_va_ros.model.tiny_checkpoint import shared_tiny_checkpoint
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # a loaded 2-core box: one intra-op thread is the fastest and leaves a core free
     b = LingBotVABackend(shared_tiny_checkpoint(), embodiment="demo_sim", device="cpu", dtype="float32")
     yield b
     b.close()
-    torch.set_num_threads(threads)
 
 
 @dataclass

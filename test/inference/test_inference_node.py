@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -54,16 +52,6 @@ def write_embodiment(path: Path) -> Path:
     data.update(name=EMBODIMENT.name, cameras=SMALL_CAMERAS)
     path.write_text(yaml.safe_dump(data))
     return path
-
-_domains = itertools.count()
-
-
-@pytest.fixture
-def ros_domain() -> int:
-    # Other engineers' suites run beside this one on the same host, and conftest's domains (1..96) are the same
-    # for every pytest process: a second graph on the same domain would feed this one chunks and ticks. Pick from
-    # a range the shared fixture never uses, spread by pid.
-    return 102 + (os.getpid() * 7 + next(_domains)) % 100
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +97,9 @@ class Graph:
         params = {
             EXECUTOR: {"arm": str(arm), "rate_hz": float(EMBODIMENT.control_hz),
                        "actions_per_keyframe": EMBODIMENT.actions_per_keyframe, "diagnostics_period": 0.5,
-                       # a loaded CI box can starve the inference heartbeat timer for a few hundred ms
-                       "watchdog": {"heartbeat_timeout": 1.0}},
+                       # a loaded 2-core box can starve a process for a second (seen once: a false "heartbeat
+                       # stale" cut the chunk and so lost its executed rows); the watchdog is not under test here
+                       "watchdog": {"heartbeat_timeout": 2.0}},
             INGEST: {"embodiment": embodiment, "diagnostics_period": 0.5,
                      "cameras": {cam: {"source": "ros_image", "settings": {"topic": topic}, "max_age": 0.3,
                                        "max_wait": 0.1} for cam, topic in CAMERA_TOPICS.items()}},
@@ -120,8 +109,6 @@ class Graph:
         }
         self.chunks = probe.subscribe(ActionChunk, topics.ACTION_CHUNK, qos.RELIABLE_DEEP)
         self.ticks = probe.subscribe(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
-        self.executed = probe.subscribe(ExecutedActions, topics.EXECUTED_ACTIONS, qos.RELIABLE_DEEP)
-        self.observations = probe.subscribe(Observation, topics.OBSERVATION, qos.RELIABLE_DEEP)
         self.diagnostics = probe.subscribe(DiagnosticArray, topics.DIAGNOSTICS, qos.RELIABLE_DEEP)
         self.live_view = probe.subscribe(Image, topics.PREDICTED_FRAMES, qos.SENSOR_DATA)
         self.procs = {}
@@ -185,7 +172,6 @@ class Episode:
     def __init__(self, graph: Graph, episode_id: str, max_chunks: int, prompt: str):
         self.graph, self.id = graph, episode_id
         self.feedback: list = []
-        self.sent_at = time.monotonic()
         goal = RunEpisode.Goal(prompt=prompt, max_chunks=max_chunks, episode_id=episode_id)
         future = graph.client.send_goal_async(goal, feedback_callback=lambda fb: self.feedback.append(fb.feedback))
         self.handle = wait_until(lambda: future.done() and future.result(), 30, f"goal {episode_id} accepted")
@@ -388,14 +374,16 @@ def test_async_overlaps_execution_and_serves_one_goal_at_a_time(graph_factory):
     res = ep.result(timeout=30)
     assert res.status == GoalStatus.STATUS_CANCELED
     assert res.result.outcome == "cancelled" and res.result.reason == "cancel requested"
-    n_cancelled = len(ep.chunk_msgs())
+    cancelled = [c.chunk_index for c in ep.chunk_msgs()]
+    assert cancelled == list(range(len(cancelled))) and len(cancelled) == res.result.chunks >= 2
 
     # a new goal afterwards starts a fresh episode (new timeline from index 0, new KV cache)
-    ep = g.send(max_chunks=2)
-    res = ep.result()
+    restarted = g.send(max_chunks=2)
+    res = restarted.result()
     assert (res.result.outcome, res.result.chunks) == ("completed", 2), res.result
-    _check_tiling(ep.chunk_msgs(), "async", 2)
-    assert n_cancelled >= 2
+    _check_tiling(restarted.chunk_msgs(), "async", 2)
+    # and the cancelled episode published nothing after its result
+    assert [c.chunk_index for c in ep.chunk_msgs()] == cancelled
 
     # camera ingest dies mid-episode: the executor keeps executing, but the key frames never come -> aborted
     ep = g.send(max_chunks=0)
@@ -418,7 +406,10 @@ def test_async_naive_episode_completes(graph_factory):
     assert (res.result.outcome, res.result.chunks) == ("completed", 3)
     assert [f.chunk_index for f in ep.feedback] == [0, 1, 2]
     assert all(f.mode == "async_naive" for f in ep.feedback)
-    _check_tiling(ep.chunk_msgs(), "async_naive", 3)
+    chunks = ep.chunk_msgs()
+    _check_tiling(chunks, "async_naive", 3)
+    # like async, chunk 2 is predicted while chunk 1 executes, from real key frames up to the end of chunk 0
+    assert chunks[2].observation_action_index == chunks[0].shape[0] - 1
 
 
 def test_missing_or_incompatible_checkpoint_exits_at_startup(launch, tmp_path, checkpoint):
