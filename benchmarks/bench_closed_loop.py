@@ -325,12 +325,13 @@ def measure(args) -> dict:
 def render(report: dict) -> str:
     a = report["args"]
     any_point = next(iter(report["points"].values()))
+    loads = [r["load"] for data in report["points"].values() for r in data["runs"]]
     lines = [
         "## Closed loop on the simulator: sync vs async vs async_naive (`benchmarks/bench_closed_loop.py`)",
         "",
         f"Machine: {report['machine']}, device {a['device']} (CPU here); measured {report['started']}. The host was "
-        "shared with other jobs (load average 5-8 on 2 cores during these runs); the 1-min load average of each run "
-        "is listed.",
+        f"shared with other jobs (1-min load average {min(loads):.1f} to {max(loads):.1f} during these runs, listed "
+        "per run).",
         "",
         f"Command: `{report['command'].strip()}` ({a['chunks']} chunks per episode, {a['repeat']} interleaved "
         f"repetitions per operating point, the mode order rotating per repetition; a run that did not complete is "
@@ -382,8 +383,8 @@ def render(report: dict) -> str:
             hold = med["sync"]["chunk_period_s"] - data["chunk_s"]
             lines += ["",
                       f"Speed-up over sync: expected = (execution + inference) / max(execution, inference) = "
-                      f"({data['chunk_s']:.3f} + {lat:.3f}) / {max(data['chunk_s'], lat):.3f} s with the sync median "
-                      f"latency; measured = sync / mode chunk period (steady state) and sync / mode execution span "
+                      f"({data['chunk_s']:.3f} s + {lat:.3f} s) / {max(data['chunk_s'], lat):.3f} s with the sync "
+                      f"median latency; measured = sync / mode chunk period (steady state) and sync / mode execution span "
                       f"(whole episode, including the short first chunk no mode can overlap). The sync hold per seam "
                       f"is {hold:.3f} s = latency {lat:.3f} s + {hold - lat:.3f} s of key-frame capture, transport and "
                       "scheduling.", "",

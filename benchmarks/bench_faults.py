@@ -217,14 +217,14 @@ def _fmt(stat, unit="", scale=1.0, digits=3) -> str:
 
 def table(results: dict[str, list[dict]], bound: str) -> list[str]:
     rows = ["| fault | trials | speed at fault (rad/s) | time to decelerate (s) | braking (s) | time to hold (s) | "
-            "stop distance (rad) | monotone stops |", "|---|---|---|---|---|---|---|---|"]
+            "stop distance (rad) | braking distance (rad) | monotone stops |", "|---|---|---|---|---|---|---|---|---|"]
     for fault, trials in results.items():
         if fault.startswith("_") or not trials:
             continue
         s = _summary(trials)
         rows.append(f"| {fault} | {s['n']} | {_fmt(s['speed_at_fault'])} | {_fmt(s['time_to_decel_s'])} | "
                     f"{_fmt(s['braking_s'])} | {_fmt(s['time_to_hold_s'])} | {_fmt(s['stop_distance'], digits=4)} | "
-                    f"{s['monotone']}/{s['n']} |")
+                    f"{_fmt(s['decel_distance'], digits=4)} | {s['monotone']}/{s['n']} |")
     rows.append("")
     rows.append(bound)
     return rows
@@ -283,11 +283,13 @@ def main() -> None:
             f"### Closed loop: sim arm, camera ingest, executor at {1 / gl['period']:.0f} Hz, inference (tiny random "
             f"checkpoint, sync), {args.graph_trials} trials per fault", "",
             *table(graph, (
-                "The random checkpoint commands noise that the limiter turns into bounded motion, so the speed at "
-                "the fault varies from trial to trial. The fault is injected within 0.1 s of a 32-action chunk "
-                "starting (>= 20 actions left). SIGKILL / SIGSTOP of the real inference process: deceleration "
+                "The random checkpoint commands white noise that the limiter turns into bounded motion: most "
+                "joints sit at the acceleration limit, |v| <= a*dt (0.133 rad/s at 30 Hz), so the speed at the "
+                "fault is low and braking takes about one tick. The fault is injected within 0.1 s of a 32-action "
+                "chunk starting (>= 20 actions left). SIGKILL / SIGSTOP of the real inference process: deceleration "
                 f"within the {gl['heartbeat_timeout']:g} s heartbeat timeout; chunk loss: the executor plays the "
-                "chunk it has to its end and holds (the time to hold is dominated by the rest of that chunk), and "
+                "chunk it has to its end and holds (time to hold and stop distance are the rest of that chunk, "
+                "executed as planned; the braking distance is the overshoot past the plan's end), and "
                 "the episode then ends with a reason naming the missing feedback.")),
             "",
             f"Commands checked over the whole run (executor echo and what reached the sim): "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import platform
 import sys
@@ -45,6 +46,7 @@ def main() -> None:
     ap.add_argument("--warmup-s", type=float, default=60.0)
     ap.add_argument("--sample-period", type=float, default=10.0)
     ap.add_argument("--out", default="", help="run folder (default: a temporary one)")
+    ap.add_argument("--json", default="", help="write the run's summary (episodes, growth, events) here")
     ap.add_argument("--no-doc", action="store_true")
     args = ap.parse_args()
     seconds = args.minutes * 60.0
@@ -53,6 +55,7 @@ def main() -> None:
     loads = []
     with F.free_ros_domain() as domain, tempfile.TemporaryDirectory(prefix="bench_soak_") as tmp:
         run_dir = Path(args.out) if args.out else Path(tmp)
+        keep_dir = Path(args.out) if args.out else None
         loop = F.ClosedLoop(run_dir, domain, mode="async", record=True, relays=False, display_rate_hz=0.5)
         t_up = time.monotonic()
         loop.start()
@@ -63,9 +66,16 @@ def main() -> None:
                          image_every=5)
     load1 = os.getloadavg()
     outcomes = collections.Counter(e["outcome"] for e in res.episodes)
-    reasons = collections.Counter(
-        (e["reason"].split(":")[1].split("(")[0].strip() if e["outcome"] == "aborted" and ":" in e["reason"]
-         else e["reason"].split("=")[0]) for e in res.episodes)
+    reasons = res.reasons()
+    rearm_kinds = collections.Counter(json.loads(r.split(" -> ")[0]) and next(iter(json.loads(r.split(" -> ")[0])))
+                                      for r in res.rearms)
+    if args.json or keep_dir:
+        summary = {"episodes": res.episodes, "rearms": res.rearms, "events": res.events,
+                   "growth": {n: {k: res.growth(n, k) for k in ("rss", "threads", "fds", "children")}
+                              for n in res.names()},
+                   "timing_rates": res.timing_rates(), "latency_thirds": res.latency_thirds(), "stream": res.stream,
+                   "violations": len(res.violations), "bags": res.bags}
+        Path(args.json or keep_dir / "soak.json").write_text(json.dumps(summary, indent=1, default=str))
     chunks = sum(e["chunks"] for e in res.episodes)
     rates = res.timing_rates()
     lat = res.latency_thirds()
@@ -84,10 +94,12 @@ def main() -> None:
         "Graph: sim arm, camera ingest, executor (30 Hz, SCHED_FIFO), inference (tiny random checkpoint, async, "
         "live view at 0.5 Hz), recorder (one MCAP bag per episode); shipped configuration; RunEpisode goals back "
         f"to back, each `max_duration_s={args.episode_s:g}`.", "",
-        f"Episodes: {len(res.episodes)} ({', '.join(f'{n} {k}' for k, n in outcomes.items())}), {chunks} chunks. "
-        f"Reasons: " + "; ".join(f"{n}× {k}" for k, n in reasons.most_common()) + ".", "",
-        f"Latched states cleared between episodes by re-arm: {len(res.rearms)}"
-        + (f" ({'; '.join(sorted(set(r.split(' -> ')[0] for r in res.rearms)))})" if res.rearms else "") + ".", "",
+        f"Episodes: {len(res.episodes)} ({', '.join(f'{n} {k}' for k, n in outcomes.items())}), {chunks} chunks.", "",
+        "| how episodes ended | count |", "|---|---|", *[f"| {k} | {n} |" for k, n in reasons.items()], "",
+        f"Latched executor states found between episodes and cleared by re-arm: {len(res.rearms)}"
+        + (f" ({', '.join(f'{n}× {k}' for k, n in rearm_kinds.items())})" if res.rearms else "") + ".", "",
+        "Events counted in the node logs over the run:", "",
+        "| event | count |", "|---|---|", *[f"| {k} | {n} |" for k, n in res.events.items()], "",
         "### Resources of every node (after warm-up)", "",
         *res.resource_table(), "",
         "### Timing drift", "",

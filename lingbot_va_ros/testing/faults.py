@@ -906,13 +906,14 @@ def _relay_main(args: argparse.Namespace) -> int:
 
 # ================================================================================================ streamer process
 def sinusoid_rows(q0: np.ndarray, moving: np.ndarray, start: int, rows: int, period: float, amplitude: float,
-                  cycle_s: float) -> np.ndarray:
-    """Rows ``start .. start+rows-1`` of q(i) = q0 + A (1 - cos(2 pi (i+1) dt / T)) on the moving joints
-    (starts at rest at q0; peak speed A 2 pi / T)."""
+                  cycle_s: float, direction: np.ndarray | float = 1.0) -> np.ndarray:
+    """Rows ``start .. start+rows-1`` of q(i) = q0 + d A (1 - cos(2 pi (i+1) dt / T)) on the moving joints
+    (starts at rest at q0; peak speed A 2 pi / T; ``d`` = +-1 per joint, the side it swings to)."""
     idx = np.arange(start, start + rows, dtype=np.float64)
     phase = 2.0 * math.pi * (idx + 1.0) * period / cycle_s
     out = np.repeat(q0[None, :], rows, axis=0)
-    out[:, moving] += (amplitude * (1.0 - np.cos(phase)))[:, None]
+    swing = (amplitude * (1.0 - np.cos(phase)))[:, None] * np.broadcast_to(np.asarray(direction, float), q0.shape)[None, :]
+    out[:, moving] += swing[:, moving]
     return out
 
 
@@ -973,7 +974,9 @@ def _streamer_main(args: argparse.Namespace) -> int:
     def send_chunk(start: int) -> None:
         q0, names = st["q0"], st["names"]
         moving = np.array(["gripper" not in n for n in names])
-        rows = sinusoid_rows(q0, moving, start, args.rows, args.period, args.amplitude, args.cycle_s)
+        # swing towards the middle of the range (0 rad), so restarted streamers never walk off the limits
+        rows = sinusoid_rows(q0, moving, start, args.rows, args.period, args.amplitude, args.cycle_s,
+                             np.where(q0 > 0.0, -1.0, 1.0))
         msg = ActionChunk(episode_id=args.episode, chunk_index=st["chunk_index"], start_index=start,
                           action_space="joint", channel_names=names, mode="sync", observation_action_index=-1)
         msg.header.stamp = node.get_clock().now().to_msg()
@@ -1494,7 +1497,22 @@ class SoakResult:
     bags: list[dict] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
     died: list[str] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)     # counted from the node logs after the run
     t_start: float = 0.0
+
+    def reasons(self) -> dict[str, int]:
+        """Episode end reasons with the numbers taken out (e.g. 'no executed actions N..N from the executor')."""
+        import re
+
+        out: dict[str, int] = {}
+        for e in self.episodes:
+            text = re.sub(r"^chunk \d+: ", "", e.get("reason", ""))
+            text = re.sub(r"\s*\(.*", "", text)                      # the explanation in brackets
+            text = re.sub(r"\[[^\]]*\]", "[...]", text)
+            text = re.sub(r"-?\d+(\.\d+)?", "N", text)
+            key = f"{e.get('outcome')}: {text.strip()}"
+            out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def growth(self, name: str, key: str) -> dict[str, float]:
         return growth([s for s in self.samples if s.name == name and s.t >= self.t_start + self.warmup_s], key)
@@ -1560,6 +1578,25 @@ def check_bag(path: Path, image_every: int = 1) -> dict:
     except Exception as exc:  # noqa: BLE001 - reported, the caller asserts
         info["error"] = f"{type(exc).__name__}: {exc}"
     return info
+
+
+def log_events(graph: FaultGraph) -> dict[str, int]:
+    """Safety-relevant events counted from the node logs (every restart's log included)."""
+    import re
+
+    text = {name: "".join(p.read_text(errors="replace") for p in graph.log_dir.glob(f"{name}*.log"))
+            for name in (EXECUTOR, INGEST, INFERENCE, SIM, RECORDER)}
+    ex = text[EXECUTOR]
+    out = {f"executor latched {k}": n for k, n in
+           sorted({m: len(re.findall(rf"LATCHED {m}:", ex)) for m in set(re.findall(r"LATCHED (\w+):", ex))}.items())}
+    out["executor watchdog cuts (inference heartbeat stale)"] = len(re.findall(r"inference heartbeat stale \(", ex))
+    out["executor overrun warnings (3+ late ticks in a row)"] = len(re.findall(r"consecutive late control ticks", ex))
+    ing = text[INGEST]
+    out["camera ingest key frames without Observation"] = len(re.findall(r"no Observation for action_index", ing))
+    out["camera ingest stale-frame reports"] = len(re.findall(r"no Observation for action_index[^\n]*stale", ing))
+    out["inference rejected inputs (log lines, throttled)"] = len(re.findall(r"rejected input", text[INFERENCE]))
+    out["sim rejected commands (log lines, throttled)"] = len(re.findall(r"rejected joint command", text[SIM]))
+    return {k: v for k, v in out.items() if v or k.startswith("executor watchdog")}
 
 
 def run_soak(loop: "ClosedLoop", seconds: float, *, warmup_s: float = 30.0, episode_s: float = 30.0,
@@ -1634,6 +1671,7 @@ def run_soak(loop: "ClosedLoop", seconds: float, *, warmup_s: float = 30.0, epis
             except TimeoutError:
                 log("[soak] the recorder still had a bag open at the end")
         res.leftovers = loop.stop()
+        res.events = log_events(loop.graph)
     bags = sorted(p.parent for p in loop.recording_dir.rglob("metadata.yaml"))
     for i, bag in enumerate(bags):
         res.bags.append(check_bag(bag, image_every))
