@@ -69,13 +69,27 @@ class Launcher:
         return [p.name for p in self.procs if p.alive()]
 
 
-def _summary(trials: list[dict]) -> dict:
+def _summary(trials: list[dict], period: float) -> dict:
+    trials = [t for t in trials if t.get("max_stamp_gap_s", 0) <= 3 * period]
+
     def med(key):
         vals = [t[key] for t in trials if t.get(key) is not None]
         return (statistics.median(vals), min(vals), max(vals), len(vals)) if vals else None
     return {k: med(k) for k in ("time_to_decel_s", "time_to_hold_s", "braking_s", "stop_distance", "decel_distance",
                                 "speed_at_fault")} | {"monotone": sum(bool(t.get("monotone")) for t in trials),
                                                        "n": len(trials)}
+
+
+def _stream_check(monitor, timing, fault_ns: int, start_mark) -> dict:
+    """Continuity of the recorded stream around one trial (a gap there makes its stop metrics unreliable)."""
+    w = monitor.window(fault_ns - int(0.5e9))
+    c = monitor.continuity(w)
+    try:
+        t = timing.delta((start_mark[0] - int(0.5e9), start_mark[1] - 0.5), timing.mark())
+    except TimeoutError:
+        t = {}
+    return {"max_stamp_gap_s": c["max_stamp_gap_s"], "missing_ticks": c["missing_ticks"],
+            "executor_late_ticks": t.get("late_ticks"), "executor_missed_deadlines": t.get("missed_deadlines")}
 
 
 def _trial_dict(m: F.StopMetrics) -> dict:
@@ -85,11 +99,22 @@ def _trial_dict(m: F.StopMetrics) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- executor rig
-def bench_executor(trials: int, log) -> dict[str, list[dict]]:
+def _workdir(out: str, name: str):
+    """A kept folder under ``out`` (logs stay for inspection), or a temporary one."""
+    import contextlib
+
+    if out:
+        d = Path(out) / name
+        d.mkdir(parents=True, exist_ok=True)
+        return contextlib.nullcontext(str(d))
+    return tempfile.TemporaryDirectory(prefix=f"bench_{name}_")
+
+
+def bench_executor(trials: int, log, out_dir: str = "") -> dict[str, list[dict]]:
     from lingbot_va_ros.testing.ros_harness import RosProbe, apply_ros_env_to_this_process, ros_env
 
     out: dict[str, list[dict]] = {"SIGKILL": [], "SIGSTOP": [], "e-stop": [], "chunk loss": []}
-    with F.free_ros_domain() as domain, tempfile.TemporaryDirectory(prefix="bench_faults_") as tmp:
+    with F.free_ros_domain() as domain, _workdir(out_dir, "faults_executor") as tmp:
         tmp = Path(tmp)
         apply_ros_env_to_this_process(domain, str(tmp / "ros"))
         launch = Launcher(ros_env(domain, tmp / "ros"), tmp / "logs")
@@ -117,8 +142,11 @@ def bench_executor(trials: int, log) -> dict[str, list[dict]]:
                         rig.e_stop()
                     else:
                         rig.relay.set(chunks={"mode": "stall"})
+                    mark = rig.timing.mark()
                     m = rig.wait_hold(t, hold_s=0.4, timeout=15)
-                    out[fault].append(_trial_dict(m))
+                    d = _trial_dict(m)
+                    d.update(_stream_check(rig.monitor, rig.timing, t, mark))
+                    out[fault].append(d)
                     log(f"[executor] trial {k + 1} {fault:10s} decel {m.time_to_decel_s:.3f} s hold "
                         f"{m.time_to_hold_s:.3f} s stop {m.stop_distance:.4f} rad (v {m.speed_at_fault:.3f})")
                     # recover
@@ -146,10 +174,10 @@ def bench_executor(trials: int, log) -> dict[str, list[dict]]:
 
 
 # ---------------------------------------------------------------------------------------------- graph rig
-def bench_graph(trials: int, log) -> dict[str, list[dict]]:
+def bench_graph(trials: int, log, out_dir: str = "") -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {"SIGKILL": [], "SIGSTOP": [], "e-stop": [], "chunk loss": []}
     prompt = "pick up the red block and place it in the bowl"
-    with F.free_ros_domain() as domain, tempfile.TemporaryDirectory(prefix="bench_faults_graph_") as tmp:
+    with F.free_ros_domain() as domain, _workdir(out_dir, "faults_graph") as tmp:
         loop = F.ClosedLoop(Path(tmp), domain, mode="sync",
                             inference={"initial_observation_timeout_s": 10.0, "feedback_timeout_s": 2.5},
                             executor={"watchdog": {"state_timeout": 1.0}}, camera_max_age=0.5)
@@ -178,7 +206,9 @@ def bench_graph(trials: int, log) -> dict[str, list[dict]]:
                     hold_after = t + int(((0.3 + 2.0) if fault != "chunk loss" else 4.0) * 1e9)
                     loop.commands.wait_for(lambda s: s.stamp_ns > hold_after, 30, "commands after the fault")
                     m = loop.commands.stop_metrics(t)
-                    out[fault].append(_trial_dict(m))
+                    d = _trial_dict(m)
+                    d.update(_stream_check(loop.commands, loop.timing, t, (t, time.monotonic() - (time.time_ns() - t) / 1e9)))
+                    out[fault].append(d)
                     log(f"[graph] trial {k + 1} {fault:10s} decel {m.time_to_decel_s} hold {m.time_to_hold_s} "
                         f"stop {m.stop_distance} (v {m.speed_at_fault:.3f}, rows left {before['plan'][-1][1] - before['next_index']})")
                     if fault == "SIGKILL":
@@ -215,17 +245,25 @@ def _fmt(stat, unit="", scale=1.0, digits=3) -> str:
     return f"{med * scale:.{digits}f} ({lo * scale:.{digits}f}–{hi * scale:.{digits}f}){unit}"
 
 
-def table(results: dict[str, list[dict]], bound: str) -> list[str]:
+def table(results: dict[str, list[dict]], period: float, bound: str) -> list[str]:
     rows = ["| fault | trials | speed at fault (rad/s) | time to decelerate (s) | braking (s) | time to hold (s) | "
             "stop distance (rad) | braking distance (rad) | monotone stops |", "|---|---|---|---|---|---|---|---|---|"]
     for fault, trials in results.items():
         if fault.startswith("_") or not trials:
             continue
-        s = _summary(trials)
+        s = _summary(trials, period)
         rows.append(f"| {fault} | {s['n']} | {_fmt(s['speed_at_fault'])} | {_fmt(s['time_to_decel_s'])} | "
                     f"{_fmt(s['braking_s'])} | {_fmt(s['time_to_hold_s'])} | {_fmt(s['stop_distance'], digits=4)} | "
                     f"{_fmt(s['decel_distance'], digits=4)} | {s['monotone']}/{s['n']} |")
     rows.append("")
+    gaps = [(f, t) for f, ts in results.items() if not f.startswith("_") for t in ts
+            if t.get("max_stamp_gap_s", 0) > 3 * period]
+    if gaps:
+        rows.append(f"Excluded from the medians: {len(gaps)} trial(s) whose recorded command stream had a gap longer "
+                    "than 3 control periods around the fault (the stop metrics need every command): " + "; ".join(
+                        f"{f}: gap {t['max_stamp_gap_s']:.3f} s, executor late ticks {t.get('executor_late_ticks')}, "
+                        f"missed deadlines {t.get('executor_missed_deadlines')}" for f, t in gaps) + ".")
+        rows.append("")
     rows.append(bound)
     return rows
 
@@ -237,12 +275,13 @@ def main() -> None:
     ap.add_argument("--no-graph", action="store_true")
     ap.add_argument("--no-doc", action="store_true")
     ap.add_argument("--json", default="", help="also write the raw trials to this file")
+    ap.add_argument("--out", default="", help="keep the node logs under this folder (default: temporary)")
     args = ap.parse_args()
     log = lambda s: print(s, flush=True)  # noqa: E731
     load0 = os.getloadavg()
     t0 = time.time()
-    ex = bench_executor(args.trials, log)
-    graph = {} if args.no_graph or args.graph_trials <= 0 else bench_graph(args.graph_trials, log)
+    ex = bench_executor(args.trials, log, args.out)
+    graph = {} if args.no_graph or args.graph_trials <= 0 else bench_graph(args.graph_trials, log, args.out)
     load1 = os.getloadavg()
     if args.json:
         Path(args.json).write_text(json.dumps({"executor": ex, "graph": graph}, indent=1, default=str))
@@ -265,7 +304,7 @@ def main() -> None:
         "the hold, *stop distance* is the largest joint motion between the fault and the hold. Cells: median "
         "(min–max).", "",
         f"### Executor rig: mock arm at {1 / per:.0f} Hz, scripted inference process, {args.trials} trials per fault", "",
-        *table({k: v for k, v in ex.items()}, (
+        *table({k: v for k, v in ex.items()}, per, (
             f"Expected: SIGKILL / SIGSTOP are seen by the heartbeat watchdog (timeout {hb:g} s, heartbeats every "
             f"0.05 s), so deceleration starts {hb - 0.05:.2f}–{hb:.2f} s after the fault plus one control period; "
             f"braking from v at {a:g} rad/s² takes v/a ({vpk / a:.3f} s from the {vpk:.2f} rad/s peak) and covers "
@@ -282,7 +321,7 @@ def main() -> None:
         lines += [
             f"### Closed loop: sim arm, camera ingest, executor at {1 / gl['period']:.0f} Hz, inference (tiny random "
             f"checkpoint, sync), {args.graph_trials} trials per fault", "",
-            *table(graph, (
+            *table(graph, gl["period"], (
                 "The random checkpoint commands white noise that the limiter turns into bounded motion: most "
                 "joints sit at the acceleration limit, |v| <= a*dt (0.133 rad/s at 30 Hz), so the speed at the "
                 "fault is low and braking takes about one tick. The fault is injected within 0.1 s of a 32-action "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import queue
 import threading
 import time
@@ -141,6 +142,12 @@ class InferenceNode(Node):
         if not goal.prompt.strip():
             handle.abort()
             result.outcome, result.reason = "rejected", "empty prompt"
+            return result
+        if math.isnan(goal.max_duration_s) or goal.max_duration_s < 0:
+            # NaN would silently mean "no limit" and a negative value "already reached" (inf is a valid no-limit)
+            handle.abort()
+            result.outcome = "rejected"
+            result.reason = f"max_duration_s must be >= 0 (0 = no limit), got {goal.max_duration_s}"
             return result
         if not self._busy.acquire(blocking=False):
             handle.abort()

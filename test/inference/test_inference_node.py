@@ -161,18 +161,18 @@ class Graph:
                     return {kv.key: kv.value for kv in s.values}
         return {}
 
-    def send(self, max_chunks: int, prompt: str = PROMPT) -> "Episode":
-        episode = Episode(self, f"{self.mode}-{next(self._episodes)}", max_chunks, prompt)
-        return episode
+    def send(self, max_chunks: int, prompt: str = PROMPT, max_duration_s: float = 0.0) -> "Episode":
+        return Episode(self, f"{self.mode}-{next(self._episodes)}", max_chunks, prompt, max_duration_s)
 
 
 class Episode:
     """One RunEpisode goal and everything the probe saw for its episode id."""
 
-    def __init__(self, graph: Graph, episode_id: str, max_chunks: int, prompt: str):
+    def __init__(self, graph: Graph, episode_id: str, max_chunks: int, prompt: str, max_duration_s: float):
         self.graph, self.id = graph, episode_id
         self.feedback: list = []
-        goal = RunEpisode.Goal(prompt=prompt, max_chunks=max_chunks, episode_id=episode_id)
+        goal = RunEpisode.Goal(prompt=prompt, max_chunks=max_chunks, max_duration_s=max_duration_s,
+                               episode_id=episode_id)
         future = graph.client.send_goal_async(goal, feedback_callback=lambda fb: self.feedback.append(fb.feedback))
         self.handle = wait_until(lambda: future.done() and future.result(), 30, f"goal {episode_id} accepted")
         assert self.handle.accepted
@@ -339,6 +339,9 @@ def test_async_overlaps_execution_and_serves_one_goal_at_a_time(graph_factory):
     assert res2.status == GoalStatus.STATUS_ABORTED
     assert res2.result.outcome == "rejected" and "one at a time" in res2.result.reason and ep.id in res2.result.reason
     assert not any(m.episode_id == second.id for m in g.chunks.messages)
+    # a goal whose limit makes no sense is refused up front (NaN would mean "no limit", -1 "already reached")
+    bad = g.send(max_chunks=1, max_duration_s=float("nan")).result(timeout=30).result
+    assert bad.outcome == "rejected" and "max_duration_s must be >= 0" in bad.reason, bad
 
     res = ep.result()
     assert res.status == GoalStatus.STATUS_SUCCEEDED, res.result
