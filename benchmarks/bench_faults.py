@@ -177,6 +177,7 @@ def bench_executor(trials: int, log, out_dir: str = "") -> dict[str, list[dict]]
 def bench_graph(trials: int, log, out_dir: str = "") -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {"SIGKILL": [], "SIGSTOP": [], "e-stop": [], "chunk loss": []}
     prompt = "pick up the red block and place it in the bowl"
+    skipped: list[str] = []
     with F.free_ros_domain() as domain, _workdir(out_dir, "faults_graph") as tmp:
         loop = F.ClosedLoop(Path(tmp), domain, mode="sync",
                             inference={"initial_observation_timeout_s": 10.0, "feedback_timeout_s": 2.5},
@@ -184,49 +185,17 @@ def bench_graph(trials: int, log, out_dir: str = "") -> dict[str, list[dict]]:
         try:
             loop.start()
             for k in range(trials):
-                for fault in out:
-                    loop.links.reset()
-                    loop.rearm()
-                    h = loop.episodes.send(prompt, max_duration_s=120)
-                    F_wait = time.monotonic()
-                    while not h.feedback and time.monotonic() - F_wait < 90:
-                        time.sleep(0.05)
-                    _t, before = loop.wait_mid_chunk(20, 90)
-                    t = time.time_ns()
-                    inf = loop.graph.proc(F.INFERENCE)
-                    if fault == "chunk loss":
-                        # the next chunk is lost: the executor plays the current one to its end, then holds
-                        loop.links.set(chunks={"drop_next": 1})
-                    elif fault == "SIGKILL":
-                        inf.signal(signal.SIGKILL)
-                    elif fault == "SIGSTOP":
-                        inf.signal(signal.SIGSTOP)
-                    elif fault == "e-stop":
-                        loop.e_stop()
-                    hold_after = t + int(((0.3 + 2.0) if fault != "chunk loss" else 4.0) * 1e9)
-                    loop.commands.wait_for(lambda s: s.stamp_ns > hold_after, 30, "commands after the fault")
-                    m = loop.commands.stop_metrics(t)
-                    d = _trial_dict(m)
-                    d.update(_stream_check(loop.commands, loop.timing, t, (t, time.monotonic() - (time.time_ns() - t) / 1e9)))
-                    out[fault].append(d)
-                    log(f"[graph] trial {k + 1} {fault:10s} decel {m.time_to_decel_s} hold {m.time_to_hold_s} "
-                        f"stop {m.stop_distance} (v {m.speed_at_fault:.3f}, rows left {before['plan'][-1][1] - before['next_index']})")
-                    if fault == "SIGKILL":
-                        new = loop.graph.restart(F.INFERENCE)
-                        deadline = time.monotonic() + 180
-                        while "ready in" not in new.output() and time.monotonic() < deadline:
-                            loop.graph.check_alive([F.INFERENCE])
-                            time.sleep(0.5)
-                        loop.episodes.wait_server(60, alive=loop.graph.check_alive)
-                    elif fault == "SIGSTOP":
-                        inf.signal(signal.SIGCONT)
+                for fault in list(out):
                     try:
-                        h.cancel()
-                        if fault != "SIGKILL":
-                            h.result(60)
-                    except (TimeoutError, RuntimeError):
-                        pass
+                        _graph_trial(loop, fault, k, prompt, out, log)
+                    except TimeoutError as exc:
+                        # a trial that could not be set up (e.g. the episode aborted before a chunk started):
+                        # counted and reported, the next one starts from a fresh episode
+                        skipped.append(f"{fault} trial {k + 1}: {str(exc).splitlines()[0]}")
+                        log(f"[graph] trial {k + 1} {fault}: skipped ({str(exc).splitlines()[0]})")
+                        loop.graph.check_alive()
             out["_violations"] = loop.commands.violations() + loop.driver_commands.violations()  # type: ignore
+            out["_skipped"] = skipped  # type: ignore[assignment]
             lim = loop.limits
             out["_limits"] = {"stop_deceleration": float(np.min(lim.stop_deceleration[~lim.is_gripper])),  # type: ignore
                               "period": loop.period, "heartbeat_timeout": 0.3}
@@ -235,6 +204,55 @@ def bench_graph(trials: int, log, out_dir: str = "") -> dict[str, list[dict]]:
             if left:
                 log(f"processes survived: {left}")
     return out
+
+
+def _graph_trial(loop, fault: str, k: int, prompt: str, out: dict, log) -> None:
+    """One graph trial: start an episode, inject ``fault`` just after a chunk started, measure, recover."""
+    loop.links.reset()
+    loop.rearm()
+    h = loop.episodes.send(prompt, max_duration_s=120)
+    inf = loop.graph.proc(F.INFERENCE)
+    injected = False
+    try:
+        t_goal = time.monotonic()
+        while not h.feedback and time.monotonic() - t_goal < 90:
+            time.sleep(0.05)
+        _t, before = loop.wait_mid_chunk(20, 90)
+        t = time.time_ns()
+        injected = True
+        if fault == "chunk loss":
+            # the next chunk is lost: the executor plays the current one to its end, then holds
+            loop.links.set(chunks={"drop_next": 1})
+        elif fault == "SIGKILL":
+            inf.signal(signal.SIGKILL)
+        elif fault == "SIGSTOP":
+            inf.signal(signal.SIGSTOP)
+        elif fault == "e-stop":
+            loop.e_stop()
+        hold_after = t + int(((0.3 + 2.0) if fault != "chunk loss" else 4.0) * 1e9)
+        loop.commands.wait_for(lambda s: s.stamp_ns > hold_after, 30, "commands after the fault")
+        m = loop.commands.stop_metrics(t)
+        d = _trial_dict(m)
+        d.update(_stream_check(loop.commands, loop.timing, t, (t, time.monotonic() - (time.time_ns() - t) / 1e9)))
+        out[fault].append(d)
+        log(f"[graph] trial {k + 1} {fault:10s} decel {m.time_to_decel_s} hold {m.time_to_hold_s} "
+            f"stop {m.stop_distance} (v {m.speed_at_fault:.3f}, rows left {before['plan'][-1][1] - before['next_index']})")
+    finally:
+        if injected and fault == "SIGKILL":
+            new = loop.graph.restart(F.INFERENCE)
+            deadline = time.monotonic() + 180
+            while "ready in" not in new.output() and time.monotonic() < deadline:
+                loop.graph.check_alive([F.INFERENCE])
+                time.sleep(0.5)
+            loop.episodes.wait_server(60, alive=loop.graph.check_alive)
+        elif fault == "SIGSTOP":
+            inf.signal(signal.SIGCONT)
+        if not (injected and fault == "SIGKILL"):
+            try:
+                h.cancel()
+                h.result(60)
+            except (TimeoutError, RuntimeError):
+                pass
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -299,9 +317,9 @@ def main() -> None:
         f"Command: `{cmd}`", "",
         "Every party is a separate process over real DDS; a monitor in the benchmark process records every "
         "command the executor emits (`/lingbot_va/command`, and `/sim_arm/joint_command` in the closed loop) with "
-        "its stamp. Times are from the instant the fault was injected; *time to decelerate* is when the "
-        "controlled stop visibly began (each joint's time-to-stop falling every tick), *braking* is from then to "
-        "the hold, *stop distance* is the largest joint motion between the fault and the hold. Cells: median "
+        "its stamp. Times are from the instant the fault was injected; *time to decelerate* is the last "
+        "command before the controlled stop (from the next one on, each joint's time-to-stop falls every tick), "
+        "*braking* is from then to the hold, *stop distance* is the largest joint motion between the fault and the hold. Cells: median "
         "(min–max).", "",
         f"### Executor rig: mock arm at {1 / per:.0f} Hz, scripted inference process, {args.trials} trials per fault", "",
         *table({k: v for k, v in ex.items()}, per, (
@@ -332,7 +350,9 @@ def main() -> None:
                 "the episode then ends with a reason naming the missing feedback.")),
             "",
             f"Commands checked over the whole run (executor echo and what reached the sim): "
-            f"{len(graph.get('_violations', []))} non-finite / out-of-limit / over-step commands.", "",
+            f"{len(graph.get('_violations', []))} non-finite / out-of-limit / over-step commands."
+            + (f" Trials that could not be set up (skipped): {'; '.join(graph['_skipped'])}." if graph.get("_skipped")
+               else ""), "",
         ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -107,7 +107,7 @@ def main() -> None:
         "|---|---|---|---|",
         *[f"| {i + 1} | {r['late_per_min']:.1f} | {r['missed_per_min']:.1f} | {r['ticks_per_min']:.0f} |"
           for i, r in enumerate(rates)], "",
-        f"Inference latency (median per third of all chunks): "
+        "Inference latency (median per third of all chunks): "
         + (" / ".join(f"{x * 1e3:.0f} ms" for x in lat) if lat else "-") + ".", "",
         "### Safety and recording", "",
         f"- Commands checked (executor echo and what reached the sim): {len(res.violations)} non-finite / "

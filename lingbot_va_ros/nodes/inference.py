@@ -261,6 +261,8 @@ class InferenceNode(Node):
             view = compose_live_view(real.images, predicted,
                                      f"{self._episode_id} chunk {pred.chunk_index if pred else '-'} "
                                      f"(real after action {real.action_index})")
+            if self._stop.is_set():   # shutting down: the publisher may already be destroyed
+                break
             self.frames_pub.publish(rgb_to_image_msg(view, time.time_ns(), "lingbot_va_live_view"))
 
     # -- liveliness and diagnostics ------------------------------------------------------------------------
@@ -279,7 +281,9 @@ class InferenceNode(Node):
             s = runner.stats
             values.update({"state": runner.state, "chunks": str(s.chunks), "deadline_misses": str(s.deadline_misses),
                            "fell_back_to_sync": str(s.fell_back_to_sync), "cache_fill": f"{self.backend.cache_fill():.3f}"})
-            for stage, secs in s.stage_seconds.items():
+            # snapshot: the worker and live-view threads add stages meanwhile (iterating the live dict raised
+            # "dictionary changed size during iteration" in this timer, which took the whole node down)
+            for stage, secs in list(s.stage_seconds.items()):
                 values[f"latency_{stage}_median_ms"] = f"{1e3 * float(np.median(secs[-20:])):.1f}"
             if s.deadline_misses:
                 level = DiagnosticStatus.WARN

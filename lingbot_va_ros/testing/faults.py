@@ -133,7 +133,7 @@ class StopMetrics:
 
     fault_ns: int
     speed_at_fault: float           # max |v| over joints of the last command before the fault
-    time_to_decel_s: float | None   # fault -> first command of the deceleration that ends in the hold
+    time_to_decel_s: float | None   # fault -> the last command before the deceleration that ends in the hold
     time_to_hold_s: float | None    # fault -> first command of the hold (constant from then on)
     stop_distance: float | None     # max over joints |q_hold - q(fault)|
     decel_distance: float | None    # max over joints |q_hold - q(deceleration start)|
@@ -176,8 +176,8 @@ class CommandMonitor:
             q = q[order]
             v = v[order] if v is not None and v.size == len(names) else None
             names = self.joint_names
-        s = CommandSample(time.monotonic(), time.time_ns(), msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
-                          q, v, names)
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        s = CommandSample(time.monotonic(), time.time_ns(), stamp, q, v, names)
         with self._cond:
             self.samples.append(s)
             self._cond.notify_all()
@@ -218,7 +218,8 @@ class CommandMonitor:
             while len(self.samples) < target:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"timed out after {timeout:.1f}s: {len(self.samples)}/{target} commands on {self.topic}")
+                    raise TimeoutError(f"timed out after {timeout:.1f}s: {len(self.samples)}/{target} commands "
+                                       f"on {self.topic}")
                 self._cond.wait(left)
 
     def speed(self, s: CommandSample) -> float:
@@ -250,7 +251,8 @@ class CommandMonitor:
             low = s.q < lim.lower - tol
             high = s.q > lim.upper + tol
             for j in np.flatnonzero(low | high):
-                out.append(f"{where}: {self.joint_names[j]} = {s.q[j]:.6f} outside [{lim.lower[j]:.6f}, {lim.upper[j]:.6f}]")
+                out.append(f"{where}: {self.joint_names[j]} = {s.q[j]:.6f} outside "
+                           f"[{lim.lower[j]:.6f}, {lim.upper[j]:.6f}]")
             if prev is not None and check_step:
                 dt = (s.stamp_ns - prev.stamp_ns) / 1e9
                 if dt <= 0:
@@ -276,7 +278,8 @@ class CommandMonitor:
         gaps = np.diff(stamps) / 1e9
         missing = int(np.sum(np.maximum(np.round(gaps / self.period) - 1, 0)))
         big = np.flatnonzero(gaps > 1.5 * self.period)[:10]
-        return {"count": len(samples), "max_stamp_gap_s": float(gaps.max()), "max_recv_gap_s": float(np.diff(recv).max()),
+        return {"count": len(samples), "max_stamp_gap_s": float(gaps.max()),
+                "max_recv_gap_s": float(np.diff(recv).max()),
                 "missing_ticks": missing, "span_s": float((stamps[-1] - stamps[0]) / 1e9),
                 "p99_stamp_gap_s": float(np.percentile(gaps, 99)),
                 "long_gaps": [(int(stamps[i]), round(float(gaps[i]), 4)) for i in big]}
@@ -371,7 +374,8 @@ def write_mock_executor_params(directory: str | os.PathLike, *, driver: str = FA
     d.mkdir(parents=True, exist_ok=True)
     urdf = d / "arm.urdf"
     urdf.write_text(make_urdf())
-    params = dict(driver_params if driver_params is not None else ({"lag_tau": 0.0} if "Mock" in driver or driver == "mock" else {}))
+    mock = "Mock" in driver or driver == "mock"
+    params = dict(driver_params if driver_params is not None else ({"lag_tau": 0.0} if mock else {}))
     arm = {"driver": driver, "driver_params": params, "rate_hz": rate_hz, "joints": list(BIMANUAL_JOINTS),
            "urdf": str(urdf),
            "limits": {"velocity_scale": 0.5,
@@ -880,7 +884,8 @@ def _relay_main(args: argparse.Namespace) -> int:
 
     for p in pairs.values():
         module, cls, profile = _RELAY_TYPES[p.type_name]
-        node.create_subscription(p.msg_type, p.src, lambda raw, p=p: on_message(p, raw), getattr(qos, profile), raw=True)
+        node.create_subscription(p.msg_type, p.src, lambda raw, p=p: on_message(p, raw), getattr(qos, profile),
+                                 raw=True)
     node.create_subscription(String, control_topic(args.name), on_control, qos.RELIABLE)
     node.create_timer(1.0, publish_status)
     th = threading.Thread(target=delayer, daemon=True, name="relay_delayer")
@@ -912,7 +917,8 @@ def sinusoid_rows(q0: np.ndarray, moving: np.ndarray, start: int, rows: int, per
     idx = np.arange(start, start + rows, dtype=np.float64)
     phase = 2.0 * math.pi * (idx + 1.0) * period / cycle_s
     out = np.repeat(q0[None, :], rows, axis=0)
-    swing = (amplitude * (1.0 - np.cos(phase)))[:, None] * np.broadcast_to(np.asarray(direction, float), q0.shape)[None, :]
+    sign = np.broadcast_to(np.asarray(direction, dtype=np.float64), q0.shape)
+    swing = (amplitude * (1.0 - np.cos(phase)))[:, None] * sign[None, :]
     out[:, moving] += swing[:, moving]
     return out
 
@@ -1026,7 +1032,8 @@ def _streamer_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def relay_args(name: str, pairs: dict[str, tuple[str, str, str]], seed: int = 0, max_seconds: float = 900.0) -> list[str]:
+def relay_args(name: str, pairs: dict[str, tuple[str, str, str]], seed: int = 0,
+               max_seconds: float = 900.0) -> list[str]:
     """argv (after the module) of a relay: ``pairs`` = {pair: (kind, source topic, destination topic)}."""
     out = ["relay", "--name", name, "--seed", str(seed), "--max-seconds", str(max_seconds)]
     for pair, (kind, src, dst) in pairs.items():
@@ -1200,7 +1207,8 @@ class ObservationAudit:
                 out.append(f"{where}: {name} image {img.height}x{img.width} {img.encoding}, expected {h}x{w} rgb8")
             age = (tick_ns - int(self.latency_offset * 1e9) - (cap.sec * 1_000_000_000 + cap.nanosec)) / 1e9
             if abs(age) > self.max_age + 1e-9:
-                out.append(f"{where}: {name} frame {age * 1e3:.1f} ms from its tick (max_age {self.max_age * 1e3:.0f} ms)")
+                out.append(f"{where}: {name} frame {age * 1e3:.1f} ms from its tick "
+                           f"(max_age {self.max_age * 1e3:.0f} ms)")
         return out
 
     def problems(self) -> list[str]:
@@ -1217,8 +1225,8 @@ class ObservationAudit:
                 out.append(f"chunk {c.episode_id}#{c.chunk_index}: computed from an observation stamped {stamp} that "
                            "never reached the inference node")
             elif obs.action_index != c.observation_action_index:
-                out.append(f"chunk {c.episode_id}#{c.chunk_index}: observation_action_index {c.observation_action_index} "
-                           f"!= the observation's {obs.action_index}")
+                out.append(f"chunk {c.episode_id}#{c.chunk_index}: observation_action_index "
+                           f"{c.observation_action_index} != the observation's {obs.action_index}")
         return out
 
     def chunks_of(self, episode: str) -> list[Any]:
@@ -1290,7 +1298,7 @@ class ClosedLoop:
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         from lingbot_va_ros.common import qos
-        from lingbot_va_ros.testing.ros_harness import NodeProcess, RosProbe, wait_until
+        from lingbot_va_ros.testing.ros_harness import NodeProcess, RosProbe
 
         if self.relays:
             pairs = {"chunks": ("chunk", f"{FAULTS_NS}/chunk_in", topics.ACTION_CHUNK),
@@ -1533,7 +1541,8 @@ class SoakResult:
             if len(w) < 2:
                 continue
             minutes = (w[-1][0] - w[0][0]) / 60.0 or 1e-9
-            out.append({"late_per_min": (w[-1][1] - w[0][1]) / minutes, "missed_per_min": (w[-1][2] - w[0][2]) / minutes,
+            out.append({"late_per_min": (w[-1][1] - w[0][1]) / minutes,
+                        "missed_per_min": (w[-1][2] - w[0][2]) / minutes,
                         "ticks_per_min": (w[-1][3] - w[0][3]) / minutes})
         return out
 
@@ -1691,7 +1700,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="tool", required=True)
     r = sub.add_parser("relay", help="forward topics with injected faults")
     r.add_argument("--name", required=True)
-    r.add_argument("--pair", action="append", required=True, help="NAME=KIND:SRC:DST, KIND in " + ", ".join(_RELAY_TYPES))
+    r.add_argument("--pair", action="append", required=True,
+                   help="NAME=KIND:SRC:DST, KIND in " + ", ".join(_RELAY_TYPES))
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-seconds", type=float, default=900.0)
     s = sub.add_parser("streamer", help="scripted inference stand-in: heartbeats + tiled joint chunks")

@@ -15,8 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from lingbot_va_ros.testing.faults import (CAMERAS, EXECUTOR, INFERENCE, INGEST, ClosedLoop, free_ros_domain,
-                                          stream_problems)
+from lingbot_va_ros.testing.faults import EXECUTOR, INFERENCE, INGEST, ClosedLoop, free_ros_domain, stream_problems
 from lingbot_va_ros.testing.ros_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(240)]

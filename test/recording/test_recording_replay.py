@@ -38,7 +38,10 @@ def test_bag_to_per_chunk_replay_inputs(episodes):
         np.testing.assert_array_equal(recorded.actions, predicted)
     assert set(ep.initial_observation) == {"cam_high", "cam_left_wrist", "cam_right_wrist"}
     assert ep.initial_observation["cam_high"].shape == (256, 320, 3)
-    assert infer_actions_per_keyframe(ep) == 4 and ep.control_period_s == pytest.approx(0.02)
+    from lingbot_va_ros.model.embodiment import load_embodiment
+
+    period = 1.0 / load_embodiment("demo_sim").control_hz  # the synthetic episode runs at demo_sim's rate
+    assert infer_actions_per_keyframe(ep) == 4 and ep.control_period_s == pytest.approx(period, rel=1e-6)
     plan = chunk_inputs(ep, 4)
     assert plan[0].keyframe_indices == (3, 7, 11, 15)
     assert plan[1].keyframe_indices == tuple(keyframe_indices(16, 32, 4)) == tuple(range(19, 48, 4))
