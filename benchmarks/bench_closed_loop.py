@@ -384,10 +384,10 @@ def render(report: dict) -> str:
             lines += ["",
                       f"Speed-up over sync: expected = (execution + inference) / max(execution, inference) = "
                       f"({data['chunk_s']:.3f} s + {lat:.3f} s) / {max(data['chunk_s'], lat):.3f} s with the sync "
-                      f"median latency; measured = sync / mode chunk period (steady state) and sync / mode execution span "
-                      f"(whole episode, including the short first chunk no mode can overlap). The sync hold per seam "
-                      f"is {hold:.3f} s = latency {lat:.3f} s + {hold - lat:.3f} s of key-frame capture, transport and "
-                      "scheduling.", "",
+                      "median latency; measured = sync / mode chunk period (steady state) and sync / mode execution "
+                      "span (whole episode, including the short first chunk no mode can overlap). The sync hold per "
+                      f"seam is {hold:.3f} s = latency {lat:.3f} s + {hold - lat:.3f} s of key-frame capture, "
+                      "transport and scheduling.", "",
                       "| mode | expected | measured per chunk | measured per episode |", "|---|---|---|---|"]
             for mode, expected, measured, span in cmp:
                 lines.append(f"| {mode} | {expected:.2f}x | {measured:.2f}x | {span:.2f}x |")
