@@ -85,7 +85,8 @@ def build_graph(opts: BringupOptions) -> list[NodeSpec]:
                  params_files=(str(_camera_params(opts)),), overrides={"embodiment": embodiment_yaml},
                  respawn=opts.use_respawn),
         NodeSpec("lingbot_va_executor", "executor_node", "lingbot_va_ros.nodes.executor",
-                 params_files=(str(config_path("executor.yaml")),),
+                 params_files=(str(config_path("executor.yaml")),
+                               *((str(config_path("executor_sim.yaml")),) if opts.use_sim else ())),
                  # the control rate and key-frame spacing are the model's (what it was trained with)
                  overrides={"arm": arm_yaml, "rate_hz": float(embodiment.control_hz),
                             "actions_per_keyframe": int(embodiment.actions_per_keyframe)},
