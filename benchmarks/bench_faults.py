@@ -175,7 +175,7 @@ def bench_executor(trials: int, log, out_dir: str = "") -> dict[str, list[dict]]
 
 # ---------------------------------------------------------------------------------------------- graph rig
 def bench_graph(trials: int, log, out_dir: str = "") -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {"SIGKILL": [], "SIGSTOP": [], "e-stop": [], "chunk loss": []}
+    out: dict[str, list[dict]] = {"SIGKILL": [], "SIGSTOP": [], "e-stop": [], "chunk loss": [], "cancel": []}
     prompt = "pick up the red block and place it in the bowl"
     skipped: list[str] = []
     with F.free_ros_domain() as domain, _workdir(out_dir, "faults_graph") as tmp:
@@ -198,7 +198,7 @@ def bench_graph(trials: int, log, out_dir: str = "") -> dict[str, list[dict]]:
             out["_skipped"] = skipped  # type: ignore[assignment]
             lim = loop.limits
             out["_limits"] = {"stop_deceleration": float(np.min(lim.stop_deceleration[~lim.is_gripper])),  # type: ignore
-                              "period": loop.period, "heartbeat_timeout": 0.3}
+                              "period": loop.period, "heartbeat_timeout": loop.heartbeat_timeout}
         finally:
             left = loop.stop()
             if left:
@@ -229,6 +229,8 @@ def _graph_trial(loop, fault: str, k: int, prompt: str, out: dict, log) -> None:
             inf.signal(signal.SIGSTOP)
         elif fault == "e-stop":
             loop.e_stop()
+        elif fault == "cancel":
+            h.cancel()      # RunEpisode cancel: the inference node beats idle, the executor ends the episode
         hold_after = t + int(((0.3 + 2.0) if fault != "chunk loss" else 4.0) * 1e9)
         loop.commands.wait_for(lambda s: s.stamp_ns > hold_after, 30, "commands after the fault")
         m = loop.commands.stop_metrics(t)
@@ -344,10 +346,13 @@ def main() -> None:
                 "joints sit at the acceleration limit, |v| <= a*dt (0.133 rad/s at 30 Hz), so the speed at the "
                 "fault is low and braking takes about one tick. The fault is injected within 0.1 s of a 32-action "
                 "chunk starting (>= 20 actions left). SIGKILL / SIGSTOP of the real inference process: deceleration "
-                f"within the {gl['heartbeat_timeout']:g} s heartbeat timeout; chunk loss: the executor plays the "
+                f"within the {gl['heartbeat_timeout']:g} s heartbeat timeout (the shipped sim configuration: "
+                "config/executor.yaml with the config/executor_sim.yaml overlay); chunk loss: the executor plays the "
                 "chunk it has to its end and holds (time to hold and stop distance are the rest of that chunk, "
                 "executed as planned; the braking distance is the overshoot past the plan's end), and "
-                "the episode then ends with a reason naming the missing feedback.")),
+                "the episode then ends with a reason naming the missing feedback; cancel (RunEpisode cancel from "
+                "the client): the inference node's next heartbeat is idle and the executor ends the episode on "
+                "it, so deceleration starts after the cancel round trip plus at most one 50 ms beat.")),
             "",
             f"Commands checked over the whole run (executor echo and what reached the sim): "
             f"{len(graph.get('_violations', []))} non-finite / out-of-limit / over-step commands."

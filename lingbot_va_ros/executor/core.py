@@ -41,7 +41,7 @@ COUNTER_KEYS = (
     "chunks_replaced_tail", "chunks_dropped_latched", "chunks_dropped_stale", "episodes",
     "actions_executed", "keyframe_ticks", "rows_unreported", "blended_rows", "frozen_rows",
     "limited_actions", "clamp_position", "clamp_velocity", "clamp_acceleration", "clamp_step",
-    "nonfinite_targets", "hold_ticks", "gap_timeouts", "starved_timeouts", "watchdog_cuts",
+    "nonfinite_targets", "hold_ticks", "gap_timeouts", "starved_timeouts", "watchdog_cuts", "episodes_ended_idle",
     "e_stops", "faults", "rearms", "rearm_refused", "bad_chunk_faults", "state_stale", "state_nonfinite",
     "state_out_of_range", "tracking_errors", "driver_faults", "overrun_faults",
 )
@@ -134,6 +134,7 @@ class ExecutorCore:
         self._executed_prev = False
         self._pending: list[ExecutedRow] = []
         self._past_episodes: OrderedDict[str, None] = OrderedDict()
+        self._episode_ended = False          # the inference process went idle after beating for it
         # watchdogs and latches
         self._heartbeats: OrderedDict[str, float] = OrderedDict()
         self._latched: dict[str, str] = {}
@@ -148,10 +149,18 @@ class ExecutorCore:
 
     # ================================================================== inputs (called between ticks)
     def heartbeat(self, episode_id: str, now: float) -> None:
+        """The inference heartbeat: frame_id is the running episode's id, "" while idle.
+
+        A beat that is idle or names another episode, after beats for the current episode, means the inference
+        process ended it (cancel, abort, completion, a restarted process; it runs one episode at a time): the
+        plan is cut at once and the arm decelerates to hold, instead of playing out chunks nobody will ground."""
         self._heartbeats[episode_id] = now
         self._heartbeats.move_to_end(episode_id)
         while len(self._heartbeats) > 16:
             self._heartbeats.popitem(last=False)
+        if (episode_id != self.episode and self.episode is not None and not self._episode_ended
+                and self.episode in self._heartbeats):
+            self._end_episode(now)
 
     def e_stop(self, now: float, source: str = "e_stop topic") -> None:
         if "e_stop" not in self._latched:
@@ -196,10 +205,10 @@ class ExecutorCore:
         if self._latched:
             self.counters["chunks_dropped_latched"] += 1
             return f"{tag} dropped: latched ({', '.join(sorted(self._latched))}); call the re-arm service"
+        if c.episode_id in self._past_episodes:
+            self.counters["chunks_old_episode"] += 1
+            return f"{tag} ignored: episode already finished"
         if c.episode_id != self.episode:
-            if c.episode_id in self._past_episodes:
-                self.counters["chunks_old_episode"] += 1
-                return f"{tag} ignored: episode already finished"
             self._start_episode(c.episode_id)
         if not self._heartbeat_fresh(now):
             self.counters["chunks_dropped_stale"] += 1
@@ -300,11 +309,16 @@ class ExecutorCore:
         return None if self._q is None else self._q.copy()
 
     def heartbeat_age(self, now: float) -> float | None:
+        """Age of the heartbeat that lets the current episode execute (see :meth:`heartbeat`)."""
         t = self._heartbeat_time()
         return None if t is None else now - t
 
+    def inference_heartbeat_age(self, now: float) -> float | None:
+        """Age of the inference process's latest beat of any kind: is it alive at all."""
+        return now - max(self._heartbeats.values()) if self._heartbeats else None
+
     def status(self, now: float) -> dict[str, Any]:
-        age = self.heartbeat_age(now)
+        age = self.inference_heartbeat_age(now)
         return {
             "state": self.state, "reason": self.reason, "episode": self.episode or "",
             "action_space": self.episode_space or "", "next_index": self.next_index,
@@ -317,17 +331,33 @@ class ExecutorCore:
         }
 
     # ================================================================== internals: timeline
+    def _remember_past(self, episode_id: str) -> None:
+        self._past_episodes[episode_id] = None
+        while len(self._past_episodes) > 64:
+            self._past_episodes.popitem(last=False)
+
+    def _end_episode(self, now: float) -> None:
+        self._episode_ended = True
+        self._remember_past(self.episode)
+        self.counters["episodes_ended_idle"] += 1
+        latest = next(reversed(self._heartbeats))
+        why = (f"inference went idle: episode '{self.episode}' ended" if latest == "" else
+               f"inference moved on to episode '{latest}': episode '{self.episode}' ended")
+        if self._segments:
+            self._cut(f"{why}; cut the plan at action {self.next_index}, decelerating to hold")
+        else:
+            self._event(why)
+
     def _start_episode(self, episode_id: str) -> None:
         if self.episode is not None:
-            self._past_episodes[self.episode] = None
-            while len(self._past_episodes) > 64:
-                self._past_episodes.popitem(last=False)
+            self._remember_past(self.episode)
             if self._segments:
                 self._cut(f"episode '{self.episode}' superseded by '{episode_id}' at action {self.next_index}")
         if self._pending:
             self.counters["rows_unreported"] += len(self._pending)
         self._pending = []
         self.episode = episode_id
+        self._episode_ended = False
         self.episode_space = None
         self.next_index = 0
         self._last_chunk_index = -1
@@ -451,7 +481,7 @@ class ExecutorCore:
         return KeyframeTick(self.episode or "", i, (i + 1) // self.cfg.actions_per_keyframe, rows)
 
     def _note_waiting(self, now: float) -> None:
-        if self._latched or self._stale or self.episode is None:
+        if self._latched or self._stale or self.episode is None or self._episode_ended:
             return
         if self._waiting_since is None:
             self._waiting_since = now
@@ -538,10 +568,11 @@ class ExecutorCore:
     def _heartbeat_time(self) -> float | None:
         if not self._heartbeats:
             return None
-        if self.episode is None:
+        if self.episode is None or self._episode_ended:
             return max(self._heartbeats.values())
-        times = [self._heartbeats[k] for k in (self.episode, "") if k in self._heartbeats]
-        return max(times) if times else None
+        if self.episode in self._heartbeats:
+            return self._heartbeats[self.episode]
+        return self._heartbeats.get("")   # before the episode's first own beat, the idle beat shows liveness
 
     def _heartbeat_fresh(self, now: float) -> bool:
         if self.cfg.heartbeat_timeout <= 0:
@@ -577,6 +608,8 @@ class ExecutorCore:
             return name, "inference heartbeat stale"
         if self.episode is None:
             return name, "no chunk received yet"
+        if self._episode_ended:
+            return name, f"episode {self.episode} ended by the inference node"
         nxt = self._segments[0].start if self._segments else None
         if self._wait_reported:
             if nxt is not None:

@@ -182,6 +182,16 @@ class EpisodeInputs:
                 del self._executed[i]
         return keyframes, executed
 
+    def wait_executed_through(self, index: int, timeout: float, cancelled: Callable[[], bool]) -> bool:
+        """Block until the executor reports action ``index`` executed; False on timeout."""
+        try:
+            self._wait(lambda: self._progress is not None and self._progress[0] >= index, timeout, cancelled, "")
+        except EpisodeAborted as exc:
+            if str(exc) == "cancelled":
+                raise
+            return False
+        return True
+
     def latest_keyframe(self) -> StampedKeyFrame | None:
         with self._cond:
             return self._latest

@@ -156,7 +156,7 @@ class EpisodeRunner:
             while True:
                 reason = self._check_limits()
                 if reason:
-                    return "completed", reason
+                    return "completed", self._finish_motion(current, reason)
                 if self.cancelled():
                     return "cancelled", "cancel requested"
                 mode = "sync" if self.stats.fell_back_to_sync else self.mode
@@ -195,6 +195,19 @@ class EpisodeRunner:
             return "aborted", f"model error: {type(exc).__name__}: {exc}"
         finally:
             self.state = "idle"
+
+    def _finish_motion(self, last: PublishedChunk, reason: str) -> str:
+        """A completed episode ends when the arm has executed every published chunk (then the node goes idle,
+        which the executor reads as the episode's end): the result follows the motion, and the next goal
+        starts from a settled arm. Waits at most feedback_timeout past the chunks' own duration."""
+        self.state = "finishing"
+        end = last.prediction.start_index + last.prediction.actions.shape[0] - 1
+        progress = self.inputs.progress()
+        done_until = progress[0] if progress is not None else last.prediction.start_index - 1
+        timeout = self.feedback_timeout + max(end - done_until, 0) * self.period
+        if self.inputs.wait_executed_through(end, timeout, self.cancelled):
+            return reason
+        return f"{reason}; the executor did not report the last published actions (up to {end}) within {timeout:.1f}s"
 
     def _due_time(self, executing: PublishedChunk) -> float:
         """When the first action after ``executing`` is due on the executor.

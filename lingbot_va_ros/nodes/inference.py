@@ -65,6 +65,7 @@ class InferenceNode(Node):
         self.inputs = EpisodeInputs(self.spec)
         self._runner: EpisodeRunner | None = None
         self._episode_id = ""
+        self._beat_episode = ""    # the heartbeat's frame_id: the running episode, "" while idle
         self._busy = threading.Lock()
         self._last_prediction = None
         self._display_pending = False
@@ -170,6 +171,16 @@ class InferenceNode(Node):
                 feedback_timeout=self.params.feedback_timeout_s)
             self.inputs.start(episode_id)
             self._runner = runner
+            missing = self._wait_for_executor(handle)
+            if missing or handle.is_cancel_requested:
+                if missing and not handle.is_cancel_requested:
+                    handle.abort()
+                    result.outcome, result.reason = "aborted", missing
+                else:
+                    handle.canceled()
+                    result.outcome, result.reason = "cancelled", "cancel requested"
+                return result
+            self._beat_episode = episode_id
             done = threading.Event()
             outcome: list[tuple[str, str]] = []
             self._jobs.put((runner, goal.prompt, outcome, done))
@@ -178,6 +189,7 @@ class InferenceNode(Node):
             while not done.wait(0.05):
                 if handle.is_cancel_requested:
                     runner.cancel_event.set()
+                    self._beat_episode = ""   # the arm stops now, not after the model call in flight
                 # ask camera ingest for the initial key frame until it arrives (robust to discovery timing)
                 if runner.stats.calls == [] and runner.state == "waiting_observation" and time.monotonic() >= next_tick:
                     self._publish_initial_tick(episode_id)
@@ -195,8 +207,20 @@ class InferenceNode(Node):
                 handle.abort()
             return result
         finally:
+            self._beat_episode = ""    # the executor reads the idle beat as this episode's end: it stops at once
             self.inputs.stop()
             self._busy.release()
+
+    def _wait_for_executor(self, handle) -> str:
+        """Chunks are volatile: one published before an executor subscribes is lost (a just-restarted executor
+        is still being discovered). Wait for a subscriber, bounded by the initial-observation timeout."""
+        deadline = time.monotonic() + self.params.initial_observation_timeout_s
+        while self.chunk_pub.get_subscription_count() == 0:
+            if handle.is_cancel_requested or time.monotonic() > deadline:
+                return (f"no executor subscribed to {self.chunk_pub.topic_name} within "
+                        f"{self.params.initial_observation_timeout_s:.1f}s (is the executor running?)")
+            time.sleep(0.05)
+        return ""
 
     def _worker_loop(self) -> None:
         while not self._stop.is_set():
@@ -267,7 +291,7 @@ class InferenceNode(Node):
 
     # -- liveliness and diagnostics ------------------------------------------------------------------------
     def _heartbeat(self) -> None:
-        msg = Header(frame_id=self._episode_id if self._busy.locked() else "")
+        msg = Header(frame_id=self._beat_episode)
         msg.stamp = self.get_clock().now().to_msg()
         self.heartbeat_pub.publish(msg)
 

@@ -802,8 +802,15 @@ def _relay_main(args: argparse.Namespace) -> int:
     def publish_status() -> None:
         with lock:
             data = {"relay": args.name, "ack": state["ack"], "error": state["error"],
-                    "pairs": {n: {**p.counts, "fault": asdict(p.fault), "src": p.src, "dst": p.dst}
-                              for n, p in pairs.items()}}
+                    "pairs": {n: {**p.counts, "fault": asdict(p.fault), "src": p.src, "dst": p.dst,
+                                  "subscribers": p.pub.get_subscription_count()} for n, p in pairs.items()}}
+        for n, p in pairs.items():   # who this relay's participant has discovered on each output (= matched)
+            try:
+                data["pairs"][n]["subscriber_endpoints"] = sorted(
+                    f"{i.node_name}:{bytes(i.endpoint_gid).hex()[-24:]}"
+                    for i in node.get_subscriptions_info_by_topic(p.dst))
+            except Exception:  # noqa: BLE001 - shutdown race
+                pass
         status_pub.publish(String(data=json.dumps(data)))
 
     def send(pair: _Pair, payload: Any) -> None:
@@ -1337,20 +1344,61 @@ class ClosedLoop:
         self.estop_pub = p.publisher(Bool, topics.E_STOP, qos.RELIABLE)
         self.rearm_client = p.node.create_client(Trigger, topics.REARM)
         self.episodes.wait_server(timeout, alive=self.graph.check_alive)
-        self.wait_executor(timeout)
-        self.wait_ingest(timeout)
         if self.links is not None:
             self.links.ready(timeout)
+        self.wait_executor(timeout)
+        self.wait_ingest(timeout)
+        self.heartbeat_timeout = float(self.executor_param("watchdog.heartbeat_timeout", 0.3))
         return self
 
     def recorder_state(self) -> str:
         msgs = self.recorder_status.messages if self.recorder_status is not None else []
         return json.loads(msgs[-1].data).get("state", "") if msgs else ""
 
-    def wait_executor(self, timeout: float = 60.0) -> None:
+    def executor_chunk_endpoints(self) -> set[str]:
+        """The executor chunk subscriptions the chunk publisher's side has discovered (a SIGKILLed executor's
+        stays listed until its DDS lease expires, so a restart is recognised by a new endpoint)."""
+        if self.links is not None:
+            found = self.links.counts("chunks").get("subscriber_endpoints", [])
+        else:
+            found = [f"{i.node_name}:{bytes(i.endpoint_gid).hex()[-24:]}"
+                     for i in self.probe.node.get_subscriptions_info_by_topic(topics.ACTION_CHUNK)]
+        return {e for e in found if e.startswith(EXECUTOR + ":")}
+
+    def wait_executor(self, timeout: float = 60.0, previous: set[str] | None = None) -> None:
+        """The (re)started executor commanding, serving re-arm, hearing the heartbeat, and matched with the chunk
+        publisher (a chunk published before that match is lost: volatile durability). ``previous``: the
+        executor endpoints before a restart (:meth:`executor_chunk_endpoints`)."""
+        from lingbot_va_ros.testing.ros_harness import wait_until
+
         self.commands.wait_count(1, timeout)
         self.probe.wait_for_service(self.rearm_client, timeout=timeout)
         self.probe.wait_for_subscribers(self.estop_pub, timeout=timeout)
+        old = previous or set()
+        wait_until(lambda: self.executor_chunk_endpoints() - old, timeout,
+                   "the executor's chunk subscription discovered by the chunk publisher's side", poll=0.1,
+                   on_timeout=lambda: str(self.links.counts("chunks") if self.links else ""))
+        self.state.wait(lambda s: s.get("heartbeat_age_s") is not None, timeout, "the executor hearing heartbeats")
+
+    def executor_param(self, dotted: str, default: Any = None) -> Any:
+        """The executor's effective parameter: its params files in order, then this graph's overrides."""
+        import yaml
+
+        spec = self.graph.specs[EXECUTOR]
+        value = default
+        for f in spec.params_files:
+            doc = yaml.safe_load(Path(f).read_text()) or {}
+            for key, node in doc.items():
+                if key.split("/")[-1] == EXECUTOR:
+                    v = node.get("ros__parameters", {})
+                    for part in dotted.split("."):
+                        v = v.get(part) if isinstance(v, dict) else None
+                    if v is not None:
+                        value = v
+        v: Any = spec.overrides
+        for part in dotted.split("."):
+            v = v.get(part) if isinstance(v, dict) else None
+        return value if v is None else v
 
     def wait_ingest(self, timeout: float = 60.0) -> None:
         """Camera ingest (and the recorder, if any) listening to ticks, the current ingest process ready."""

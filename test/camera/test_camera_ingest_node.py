@@ -74,6 +74,10 @@ class FakeCamera:
 
 
 MAX_AGE = 0.25  # generous: a loaded CI machine can starve the fake cameras' timers for ~100 ms
+# The node waits up to max_wait after a tick for a frame newer than the target; the fake cameras publish from the
+# (GIL-contended) pytest process, and on a loaded CI host their frames reached the node > 0.2 s late, so a
+# nearer frame arrived after the node had chosen. 0.6 s bounds that delivery delay with margin.
+MAX_WAIT = 0.6
 CAMERAS = {  # role: (topic, rate, source shape, kind, source plugin, model size, latency_offset)
     "cam_high": ("/fake/cam_high/image_raw", 30.0, (240, 320), "rgb8", "ros_image", (256, 320), 0.0),
     "cam_left_wrist": ("/fake/cam_left/image_raw", 15.0, (120, 160), "bgr8", "ros_image", (128, 160), 0.1),
@@ -87,7 +91,7 @@ def rig(probe, launch, tmp_path):
     params = {"camera_names": list(CAMERAS), "diagnostics_period": 0.25, "cameras": {}}
     for role, (topic, _rate, _shape, _kind, source, size, offset) in CAMERAS.items():
         params["cameras"][role] = {"source": source, "settings": {"topic": topic}, "height": size[0],
-                                   "width": size[1], "latency_offset": offset, "max_age": MAX_AGE, "max_wait": 0.2}
+                                   "width": size[1], "latency_offset": offset, "max_age": MAX_AGE, "max_wait": MAX_WAIT}
     path = tmp_path / "camera_ingest.yaml"
     path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
 

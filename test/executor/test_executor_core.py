@@ -162,12 +162,13 @@ def test_old_episode_chunks_ignored_and_new_episode_restarts_at_zero():
     rig = Rig(seam_policy="hard")
     rig.send(slow_rows(rig.q, 20), episode="ep")
     rig.tick(6)
-    rig.heartbeat_episode = "ep2"   # the inference process moved on to a new episode
-    rig.tick()
+    rig.heartbeat_episode = "ep2"   # the inference process moved on to a new episode: "ep" is over, cut
+    events = rig.tick()[0].events
+    assert any("moved on to episode 'ep2': episode 'ep' ended" in e for e in events), events
+    assert rig.core.counters["episodes_ended_idle"] == 1
     q_now = rig.q.copy()
     out = rig.send(slow_rows(q_now, 8), episode="ep2", chunk_index=0)
     assert "accepted" in out and rig.core.episode == "ep2" and rig.core.next_index == 0
-    assert any("superseded" in e for e in rig.core._events)  # noqa: SLF001 - the cut is an event
     res = rig.tick(8)
     assert rig.executed(res)[0] == 0
     assert "ignored: episode already finished" in rig.send(slow_rows(rig.q, 4), episode="ep", chunk_index=9)
@@ -401,12 +402,53 @@ def test_chunks_arriving_while_the_heartbeat_is_stale_are_dropped():
 
 
 def test_heartbeat_for_another_episode_does_not_keep_this_episode_alive():
-    rig = Rig(heartbeat_timeout=0.1)
+    rig = Rig(heartbeat_timeout=0.1, seam_policy="hard")
     rig.send(slow_rows(rig.q, 40))
     rig.tick(5)
-    rig.heartbeat_episode = "other-episode"
+    rig.heartbeat_episode = "other-episode"   # the inference node runs one episode at a time: "ep" is over
+    assert rig.executed(rig.tick(10)) == []
+    assert rig.core.counters["episodes_ended_idle"] == 1 and rig.core.counters["watchdog_cuts"] == 0
+
+
+def test_a_chunk_whose_episode_never_beat_needs_the_idle_beat():
+    """A chunk naming an episode the inference node never announced, while it beats another one, is dropped."""
+    rig = Rig(heartbeat_timeout=0.1)
+    rig.heartbeat_episode = "ep"
+    rig.tick(3)
+    assert "heartbeat stale" in rig.send(slow_rows(rig.q, 8), episode="orphan")
+    assert rig.executed(rig.tick(3)) == []
+
+
+def test_idle_heartbeat_after_the_episodes_own_ends_it_at_once():
+    """Cancel/abort: the inference node beats "" (idle) right away; the plan is cut within the next tick."""
+    rig = Rig(heartbeat_timeout=0.1, seam_policy="hard")
+    rig.send(slow_rows(rig.q, 50))
     rig.tick(10)
-    assert rig.core.counters["watchdog_cuts"] == 1
+    rig.heartbeat_episode = ""               # the inference process went idle: the episode is over
+    res = rig.tick(15)
+    assert rig.executed(res) == []           # no action of the cut chunk after the idle beat
+    assert rig.core.counters["episodes_ended_idle"] == 1 and rig.core.counters["watchdog_cuts"] == 0
+    assert rig.core.state == "holding" and "ended by the inference node" in rig.core.reason
+    assert any("inference went idle" in e for e in sum((r.events for r in res), []))
+    # the ended episode's late chunks never execute; the inference node stays alive (idle beats are fresh)
+    assert "ignored: episode already finished" in rig.send(slow_rows(rig.q, 4), chunk_index=1, start=10)
+    assert rig.core.heartbeat_age(rig.now) <= DT + 1e-9
+    # the next episode runs normally
+    rig.heartbeat_episode = "ep2"
+    out = rig.send(slow_rows(rig.q, 6), episode="ep2")
+    assert "accepted" in out
+    assert rig.executed(rig.tick(6)) == list(range(6))
+
+
+def test_idle_heartbeat_counts_for_a_new_episode_until_its_own_beat_arrives():
+    """The first chunk may arrive before the first beat naming its episode: the idle beat shows liveness."""
+    rig = Rig(heartbeat_timeout=0.1)
+    rig.heartbeat_episode = ""
+    rig.tick(3)
+    assert "accepted" in rig.send(slow_rows(rig.q, 8), episode="ep3")
+    assert len(rig.executed(rig.tick(3))) == 3
+    rig.heartbeat_episode = "ep3"
+    assert len(rig.executed(rig.tick(5))) == 5 and rig.core.counters["episodes_ended_idle"] == 0
 
 
 def test_stale_requires_rearm_option_latches():

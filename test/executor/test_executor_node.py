@@ -49,7 +49,9 @@ class Graph:
 
     def __init__(self, probe):
         self.probe = probe
-        self.commands = probe.subscribe(JointState, topics.COMMAND, qos.COMMAND)
+        # a deep reliable queue: the test matches every tick to its command, and a loaded pytest process can
+        # fall more than COMMAND's 5 samples behind the 50 Hz stream (keep-last would overwrite them)
+        self.commands = probe.subscribe(JointState, topics.COMMAND, qos.RELIABLE_DEEP)
         self.ticks = probe.subscribe(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
         self.executed = probe.subscribe(ExecutedActions, topics.EXECUTED_ACTIONS, qos.RELIABLE_DEEP)
         self.states = probe.subscribe(String, topics.EXECUTOR_STATE, qos.LATCHED)

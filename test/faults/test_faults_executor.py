@@ -175,8 +175,9 @@ class ProbeInference:
         self.beats += 1
 
     def switch_episode(self, episode: str) -> None:
-        """Like the inference node between goals: heartbeats name the new episode before its first chunk."""
-        self.beating = [episode, self.episode]
+        """Like the inference node between goals: heartbeats name the new episode (only: it runs one at a time,
+        and the executor reads a beat for another episode as the end of its current one) before its first chunk."""
+        self.beating = [episode]
         n = self.beats
         wait_until(lambda: self.beats >= n + 3, 5, "heartbeats naming the new episode")
         self.episode = episode

@@ -20,13 +20,14 @@ from lingbot_va_ros.testing.ros_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(240)]
 
-HB = 0.3                 # executor heartbeat_timeout (config/executor.yaml)
+# the executor's heartbeat_timeout is read from the graph's config (loop.heartbeat_timeout: config/executor.yaml,
+# 0.3 s, with the sim overlay config/executor_sim.yaml, 0.5 s, on top)
 BEAT = 0.05              # inference heartbeat period (20 Hz)
 SLACK = 0.2              # scheduling slack on a loaded 2-core host
 FEEDBACK_TIMEOUT = 2.5   # inference feedback_timeout_s in this graph (shipped: 5 s)
 INITIAL_TIMEOUT = 5.0    # inference initial_observation_timeout_s in this graph (shipped: 10 s)
 # The sim arm runs without real-time priority: on a loaded 2-core host its 100 Hz joint states were measured
-# 216 ms (and, with two closed loops on 2 cores, 502 ms) late, which latches the shipped 0.2 s state_timeout
+# up to 286 ms (and, with two closed loops on 2 cores, 502 ms) late, which latches a 0.2-0.5 s state_timeout
 # (a finding, see docs/reliability.md); the faults under test here are others, so this graph allows 1 s.
 STATE_TIMEOUT = 1.0
 # Likewise the sim renders late under that load and the shipped 0.2 s max_age drops key frames (which ends a
@@ -189,10 +190,11 @@ def test_executor_killed_mid_episode_then_a_restarted_executor_serves_the_next_g
     t_dead = time.time_ns()
     g.joint_states.wait_for(lambda s: s.stamp_ns > t_dead + int(1e9), 10, "joint states after the kill")
 
+    before = loop.executor_chunk_endpoints()
     loop.graph.restart(EXECUTOR)
     t_back = time.time_ns()
     g.commands.wait_for(lambda s: s.stamp_ns > t_back, 60, "the restarted executor commanding")
-    loop.wait_executor(60)
+    loop.wait_executor(60, previous=before)
     start = g.timing.mark()
     h = g.episodes.send(PROMPT, max_chunks=3)
     res = h.result(120)
@@ -207,16 +209,44 @@ def _stop_checks(lp: ClosedLoop, t_fault: int, t_mono: float, cuts: int, plan_en
                                                    and s["counters"]["watchdog_cuts"] == cuts + 1),
                      10, f"executor reporting the stale heartbeat ({what})")
     assert hit[1]["plan"] == [] and hit[1]["next_index"] < plan_end, (what, hit[1])   # cut mid-chunk
-    assert hit[0] - t_mono <= HB + BEAT + SLACK + 0.2, (what, hit[0] - t_mono)
+    hb = lp.heartbeat_timeout
+    assert hit[0] - t_mono <= hb + BEAT + SLACK + 0.2, (what, hit[0] - t_mono)
     n = int(round(0.5 / lp.period))
-    lp.commands.wait_for(lambda s: s.stamp_ns > t_fault + int((HB + 1.5) * 1e9), 10, "commands after the stop")
+    lp.commands.wait_for(lambda s: s.stamp_ns > t_fault + int((hb + 1.5) * 1e9), 10, "commands after the stop")
     m = lp.commands.stop_metrics(t_fault)
     assert m.time_to_hold_s is not None and m.held_ticks >= n, (what, m)
-    assert m.time_to_decel_s <= HB + BEAT + SLACK, (what, m)
+    assert m.time_to_decel_s <= hb + BEAT + SLACK, (what, m)
     assert m.monotone, (what, m)
     a = float(np.min(lp.limits.stop_deceleration[~lp.limits.is_gripper]))
-    assert m.time_to_hold_s <= HB + BEAT + SLACK + m.speed_at_fault / a + 3 * lp.period, (what, m)
+    assert m.time_to_hold_s <= hb + BEAT + SLACK + m.speed_at_fault / a + 3 * lp.period, (what, m)
     return m
+
+
+def test_cancel_mid_chunk_stops_the_arm_within_a_heartbeat_and_the_next_goal_runs(g, loop):
+    """Cancel: the inference node beats idle at once; the executor cuts the plan on that beat (no watchdog
+    wait, no playing out of chunks already published) and decelerates to hold."""
+    h = g.episodes.send(PROMPT, max_chunks=0, max_duration_s=90)
+    _first_chunk_published(h)
+    _t, before = g.wait_mid_chunk(20, 60)
+    plan_end = max(seg[1] for seg in before["plan"])
+    ended, cuts = before["counters"]["episodes_ended_idle"], before["counters"]["watchdog_cuts"]
+    t_fault, t_mono = time.time_ns(), time.monotonic()
+    h.cancel()
+    hit = wait_until(lambda: g.state.first_since(t_mono, lambda s: s["counters"]["episodes_ended_idle"] == ended + 1),
+                     10, "the executor ending the episode on the idle heartbeat")
+    res = h.result(30)
+    assert (res.outcome, res.reason) == ("cancelled", "cancel requested")
+    assert hit[1]["plan"] == [] and hit[1]["next_index"] < plan_end, hit[1]         # cut mid-chunk
+    # cancel round trip + the action server's 50 ms poll + one 50 ms beat, well inside the watchdog timeout
+    assert hit[0] - t_mono <= 2 * BEAT + SLACK + 0.1 < loop.heartbeat_timeout + BEAT + SLACK, hit[0] - t_mono
+    g.commands.wait_for(lambda s: s.stamp_ns > t_fault + int(1.5e9), 10, "commands after the stop")
+    m = g.commands.stop_metrics(t_fault)
+    assert m.time_to_hold_s is not None and m.held_ticks >= int(round(0.5 / g.period)), m
+    assert m.time_to_decel_s <= 2 * BEAT + SLACK + 0.1 and m.monotone, m
+    assert g.state.latest()["counters"]["watchdog_cuts"] == cuts          # a clean end, not a watchdog cut
+    h = g.episodes.send(PROMPT, max_chunks=3)
+    res = h.result(120)
+    assert res.outcome == "completed" and res.reason == "reached max_chunks=3", (res.outcome, res.reason)
 
 
 def test_inference_sigstop_mid_chunk_cuts_within_the_watchdog_and_the_episode_ends_cleanly(g, loop):

@@ -165,6 +165,30 @@ def test_deadline_misses_fall_back_to_sync():
     assert after[:2] == ["ground", "ground"] and after[-4:] == ["ground", "predict", "ground", "predict"]
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_completed_episode_returns_after_the_arm_executed_every_published_chunk(mode):
+    inputs = EpisodeInputs(SPEC)
+    inputs.start("ep")
+    arm = FakeArm(inputs, 1.0 / SPEC.control_hz)
+    runner = EpisodeRunner(ScriptedBackend(), inputs, mode, arm.publish, limits=EpisodeLimits(max_chunks=3),
+                           deadline=DeadlinePolicy(0), feedback_timeout=2.0)
+    arm.thread.start()
+    try:
+        outcome, reason = runner.run("x")
+        returned = time.monotonic()
+    finally:
+        arm.stop()
+    assert (outcome, reason) == ("completed", "reached max_chunks=3")
+    assert set(arm.finish_time) == {0, 1, 2} and arm.finish_time[2] <= returned
+
+
+def test_completion_without_the_last_chunks_feedback_says_so():
+    # 4 + 8 rows are executed, the third chunk never is: completed, with the missing feedback named
+    (outcome, reason), _, _ = _run("sync", ScriptedBackend(), max_chunks=3, stall_after=12, feedback_timeout=0.3)
+    assert outcome == "completed" and reason.startswith("reached max_chunks=3")
+    assert "did not report the last published actions (up to 19)" in reason
+
+
 def test_stalled_feedback_aborts_with_a_reason_naming_the_missing_inputs():
     (outcome, reason), _, _ = _run("sync", ScriptedBackend(), max_chunks=0, stall_after=6, feedback_timeout=0.3)
     assert outcome == "aborted"
