@@ -36,6 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DOC = ROOT / "docs" / "benchmarks" / "closed_loop.md"
+DATA = ROOT / "docs" / "benchmarks" / "data" / "closed_loop.json"   # the numbers the doc is rendered from
+
+import plots  # noqa: E402  (benchmarks/plots.py, next to this script)
 PROMPT = "pick up the red block and place it in the bowl"
 EXECUTOR, INGEST, INFERENCE = "lingbot_va_executor", "lingbot_va_camera_ingest", "lingbot_va_inference"
 
@@ -262,6 +265,9 @@ def main() -> None:
                   f"{span:.2f}x per episode")
     if not args.no_doc:
         DOC.parent.mkdir(parents=True, exist_ok=True)
+        if not args.render:
+            DATA.parent.mkdir(parents=True, exist_ok=True)
+            DATA.write_text(json.dumps(report, indent=1))
         DOC.write_text(render(report))
         print(f"wrote {DOC}")
 
@@ -397,6 +403,11 @@ def render(report: dict) -> str:
                           f"median async run's largest seam hold is {seam:.1f} periods "
                           f"({'meets' if seam < 1.0 else 'misses'} the target), total idle "
                           f"{med['async']['idle_s']:.2f} s per episode."]
+    by_point = {p: {m: [r for r in d["runs"] if r["mode"] == m and r["outcome"] == "completed"]
+                    for m in report["modes"]} for p, d in report["points"].items()}
+    lines += ["", plots.closed_loop_modes(by_point),
+              "", f"The figure and every table above are re-rendered from the run's numbers (kept in "
+              f"`{DATA.relative_to(ROOT)}`) by `python benchmarks/bench_closed_loop.py --render {DATA.relative_to(ROOT)}`."]
     lines += [
         "",
         "### Reading the numbers",

@@ -33,6 +33,8 @@ from lingbot_va_ros.executor.drivers.mock import MockDriver  # noqa: E402
 from lingbot_va_ros.executor.loop import ControlLoop, TimingSettings  # noqa: E402
 from lingbot_va_ros.executor.testing import chunk_data, make_core, make_limits, make_preparer  # noqa: E402
 
+import plots  # noqa: E402  (benchmarks/plots.py, next to this script)
+
 
 def _cpu() -> str:
     try:
@@ -75,6 +77,7 @@ def run_one(rate: float, duration: float, rt_priority: int) -> dict:
     load0 = os.getloadavg()[0]
     cpu0 = time.process_time()
     summary = loop.run_for(duration)
+    summary["period_err_ms"] = loop.stats.period_errors() * 1e3
     summary["cpu_share"] = (time.process_time() - cpu0) / duration
     summary["load_avg"] = (load0 + os.getloadavg()[0]) / 2
     summary["notes"] = ", ".join(loop.notes)
@@ -141,6 +144,10 @@ def main() -> None:
                         f"({'meets' if r['period_jitter_p99_ms'] < 1.0 else 'misses'} the < 1 ms target)"
                         for r in target)
     lines += [
+        "",
+        plots.jitter_survival({f"{r:g} Hz {sched}": np.concatenate([x["period_err_ms"] for x in results
+                                                                   if x["rate"] == r and x["scheduler"] == sched])
+                               for r, sched in sorted({(x["rate"], x["scheduler"]) for x in results})}),
         "",
         f"Target: p99 period jitter < 1 ms at 50 Hz. Result: {verdict}.",
         "",

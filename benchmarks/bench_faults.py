@@ -39,6 +39,8 @@ DOC = ROOT / "docs" / "benchmarks" / "faults.md"
 
 from lingbot_va_ros.testing import faults as F  # noqa: E402
 
+import plots  # noqa: E402  (benchmarks/plots.py, next to this script)
+
 
 def _cpu() -> str:
     try:
@@ -359,6 +361,15 @@ def main() -> None:
             + (f" Trials that could not be set up (skipped): {'; '.join(graph['_skipped'])}." if graph.get("_skipped")
                else ""), "",
         ]
+    def usable(results: dict, period: float) -> dict:   # the trials the tables' medians use
+        return {f: [t for t in v if t.get("max_stamp_gap_s", 0) <= 3 * period] for f, v in results.items()
+                if not f.startswith("_")}
+
+    panels = {f"executor rig (mock arm, {1 / per:.0f} Hz, heartbeat_timeout {hb:g} s)": usable(ex, per)}
+    if graph:
+        panels[f"closed loop (sim, {1 / graph['_limits']['period']:.0f} Hz, heartbeat_timeout "
+               f"{graph['_limits']['heartbeat_timeout']:g} s)"] = usable(graph, graph["_limits"]["period"])
+    lines += [plots.fault_stops(panels), ""]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_doc:

@@ -28,6 +28,8 @@ DOC = ROOT / "docs" / "benchmarks" / "soak.md"
 
 from lingbot_va_ros.testing import faults as F  # noqa: E402
 
+import plots  # noqa: E402  (benchmarks/plots.py, next to this script)
+
 
 def _cpu() -> str:
     try:
@@ -102,6 +104,7 @@ def main() -> None:
         "| event | count |", "|---|---|", *[f"| {k} | {n} |" for k, n in res.events.items()], "",
         "### Resources of every node (after warm-up)", "",
         *res.resource_table(), "",
+        plots.soak_resources(res.samples, res.t_start, args.warmup_s), "",
         "### Timing drift", "",
         "| window (thirds after warm-up) | executor late ticks / min | missed deadlines / min | control ticks / min |",
         "|---|---|---|---|",

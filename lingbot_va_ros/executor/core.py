@@ -325,6 +325,8 @@ class ExecutorCore:
             "latched": dict(self._latched), "moving": bool(float(np.max(np.abs(self._v))) >= _STOPPED),
             "plan": [[s.start, s.end, s.chunk.chunk_index] for s in self._segments[:6]],
             "heartbeat_age_s": None if age is None else round(age, 4),
+            # what the inference node's latest beat names: the episode it runs ("" = idle)
+            "heartbeat_episode": next(reversed(self._heartbeats)) if self._heartbeats else None,
             "seam_policy": self.cfg.seam_policy, "bad_chunk_streak": self._bad_streak,
             "last_rejection": self.last_rejection, "counters": dict(self.counters),
             "rejections_by_category": dict(self.rejections_by_category),

@@ -66,6 +66,10 @@ class JitterStats:
         else:
             self.consecutive_late = 0
 
+    def period_errors(self) -> np.ndarray:
+        """|period - nominal| (s) of the ticks in the window, oldest first is not guaranteed (a ring)."""
+        return self._period_err[:min(self._n, self._period_err.size)].copy()
+
     def summary(self) -> dict[str, float]:
         n = min(self._n, self._period_err.size)
         if n == 0:

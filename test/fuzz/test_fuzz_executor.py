@@ -104,8 +104,10 @@ def _valid_interaction(rig: ExecutorRig, probe, episode: str) -> None:
     try:
         wait_until(lambda: rig.rearm()[0], 20, "re-arm accepted after the fuzz burst",
                    on_timeout=lambda: str(rig.state.latest()))
-        rig.state.wait(lambda s: not s["latched"] and not s["moving"] and s.get("heartbeat_age_s") is not None
-                       and s["heartbeat_age_s"] < 0.3, 20, "re-armed, stopped, heartbeat fresh")
+        # the beat must name this episode: right after a fuzz burst the age is fresh from the fuzzed beats, and a
+        # chunk of an episode the executor has not heard announced is dropped as stale
+        rig.state.wait(lambda s: not s["latched"] and not s["moving"] and s.get("heartbeat_episode") == episode
+                       and s["heartbeat_age_s"] < 0.3, 20, "re-armed, stopped, heartbeat naming the episode")
         q0 = rig.monitor.latest().q.copy()
         moving = np.array(["gripper" not in n for n in NAMES])
         msg = ActionChunk(episode_id=episode, chunk_index=0, start_index=0, action_space="joint", channel_names=NAMES)
