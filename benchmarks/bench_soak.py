@@ -17,6 +17,7 @@ import collections
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -104,6 +105,8 @@ def main() -> None:
         "| event | count |", "|---|---|", *[f"| {k} | {n} |" for k, n in res.events.items()], "",
         "### Resources of every node (after warm-up)", "",
         *res.resource_table(), "",
+        f"The benchmark process itself (command monitors, observation audit; it shares the 2 cores) peaked at "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB RSS.", "",
         plots.soak_resources(res.samples, res.t_start, args.warmup_s), "",
         "### Timing drift", "",
         "| window (thirds after warm-up) | executor late ticks / min | missed deadlines / min | control ticks / min |",

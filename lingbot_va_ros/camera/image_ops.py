@@ -70,10 +70,31 @@ def image_msg_pixels(msg) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
 
 
-def compressed_msg_pixels(msg) -> np.ndarray:
+# A compressed frame may not decode to more than this (a 6000x6000 PNG of zeros is ~100 KB and decodes to
+# 108 MB; OpenCV's own limit is 2^30 pixels). 25 MP is above any camera this node is meant for (4K = 8.3 MP).
+MAX_DECODED_PIXELS = 25_000_000
+
+
+def compressed_header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header alone (Pillow reads no pixel data on open); None if unknown."""
+    import io
+
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as im:
+            return im.size
+    except PILImage.DecompressionBombError:
+        return (1 << 31, 1)
+    except Exception:  # noqa: BLE001 - not a format Pillow knows: cv2 decides
+        return None
+
+
+def compressed_msg_pixels(msg, max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:
     """sensor_msgs/CompressedImage (JPEG/PNG; the format string is informative only) -> HxWx3 BGR uint8.
 
-    Returns BGR (cv2's native order); :func:`to_model_rgb` converts after resizing, which is cheaper.
+    Returns BGR (cv2's native order); :func:`to_model_rgb` converts after resizing, which is cheaper. The header's
+    size is checked against ``max_pixels`` before anything is decoded.
     """
     fmt = str(getattr(msg, "format", ""))
     if "compressedDepth" in fmt:
@@ -81,6 +102,10 @@ def compressed_msg_pixels(msg) -> np.ndarray:
     data = _as_uint8_buffer(msg.data)
     if data.size == 0:
         raise MessageError("empty compressed image")
+    size = compressed_header_size(data.tobytes())
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise MessageError(f"compressed image header says {size[0]}x{size[1]} = {size[0] * size[1]} pixels, more "
+                           f"than the {max_pixels} this node decodes (format '{fmt}', {data.size} bytes)")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise MessageError(f"cannot decode compressed image (format '{fmt}', {data.size} bytes)")

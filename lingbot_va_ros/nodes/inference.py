@@ -9,6 +9,7 @@ import inspect
 import json
 import math
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -16,7 +17,7 @@ import uuid
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -85,8 +86,6 @@ class InferenceNode(Node):
                                  callback_group=io)
         self.create_subscription(ExecutedActions, topics.EXECUTED_ACTIONS, self._on_executed, qos.RELIABLE_DEEP,
                                  callback_group=io)
-        self.create_timer(1.0 / self.params.heartbeat_hz, self._heartbeat,
-                          callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / self.params.diagnostics_hz, self._diagnostics, callback_group=io)
         self._server = ActionServer(self, RunEpisode, topics.RUN_EPISODE, execute_callback=self._execute,
                                     goal_callback=lambda _g: GoalResponse.ACCEPT,
@@ -95,6 +94,12 @@ class InferenceNode(Node):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._worker_loop, name="model_worker", daemon=True)
         self._worker.start()
+        # The heartbeat has its own thread, not an executor timer: a timer waits behind the executor's other
+        # callbacks (368 KB observations) and lapsed past the executor's watchdog on a loaded host while the node
+        # was healthy. A short GIL switch interval lets it in while the model thread runs Python code.
+        sys.setswitchinterval(0.001)
+        self._beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._beat.start()
         self._display = threading.Thread(target=self._display_loop, name="live_view", daemon=True)
         if self.params.display.enabled and self.spec.has_video:
             self._display.start()
@@ -290,6 +295,19 @@ class InferenceNode(Node):
             self.frames_pub.publish(rgb_to_image_msg(view, time.time_ns(), "lingbot_va_live_view"))
 
     # -- liveliness and diagnostics ------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        period = 1.0 / self.params.heartbeat_hz
+        due = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._heartbeat()
+            except Exception:  # noqa: BLE001 - shutting down: the publisher may already be destroyed
+                if self._stop.is_set():
+                    break
+                raise
+            due = max(due + period, time.monotonic())
+            self._stop.wait(due - time.monotonic())
+
     def _heartbeat(self) -> None:
         msg = Header(frame_id=self._beat_episode)
         msg.stamp = self.get_clock().now().to_msg()

@@ -1182,6 +1182,31 @@ def tiny_checkpoint(directory: str | os.PathLike, embodiment: str = "demo_sim") 
     return ensure_checkpoint(Path(directory), embodiment)
 
 
+@dataclass
+class ImageDigest:
+    height: int
+    width: int
+    encoding: str
+    nbytes: int
+
+
+@dataclass
+class ObservationDigest:
+    """What the audit checks of an Observation, without the pixels."""
+    episode_id: str
+    action_index: int
+    header: Any
+    camera_names: list
+    capture_stamps: list
+    images: list
+
+
+def _observation_digest(msg: Any) -> ObservationDigest:
+    return ObservationDigest(msg.episode_id, msg.action_index, msg.header, list(msg.camera_names),
+                             list(msg.capture_stamps),
+                             [ImageDigest(i.height, i.width, i.encoding, len(i.data)) for i in msg.images])
+
+
 class ObservationAudit:
     """Checks that no chunk is computed from stale or mismatched images: every Observation the inference
     receives has the model's cameras in order, model-sized RGB, and capture stamps within ``max_age`` of its
@@ -1196,7 +1221,7 @@ class ObservationAudit:
         deep = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.cameras = list(cameras)
         self.max_age, self.latency_offset = max_age, latency_offset
-        self.observations = probe.subscribe(Observation, topics.OBSERVATION, deep)
+        self.observations = probe.subscribe(Observation, topics.OBSERVATION, deep, keep=_observation_digest)
         self.chunks = probe.subscribe(ActionChunk, topics.ACTION_CHUNK, deep)
 
     def observation_problems(self, obs: Any) -> list[str]:
@@ -1210,7 +1235,7 @@ class ObservationAudit:
             return out
         tick_ns = obs.header.stamp.sec * 1_000_000_000 + obs.header.stamp.nanosec
         for (name, h, w), img, cap in zip(self.cameras, obs.images, obs.capture_stamps):
-            if (img.height, img.width, img.encoding) != (h, w, "rgb8") or len(img.data) != h * w * 3:
+            if (img.height, img.width, img.encoding) != (h, w, "rgb8") or img.nbytes != h * w * 3:
                 out.append(f"{where}: {name} image {img.height}x{img.width} {img.encoding}, expected {h}x{w} rgb8")
             age = (tick_ns - int(self.latency_offset * 1e9) - (cap.sec * 1_000_000_000 + cap.nanosec)) / 1e9
             if abs(age) > self.max_age + 1e-9:

@@ -137,14 +137,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: fl
 
 
 class Inbox:
-    """Thread-safe store of the messages one subscription received."""
+    """Thread-safe store of the messages one subscription received. ``keep`` stores a digest of each message
+    instead (long runs: an hour of Observations with their images would hold ~10 GB)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Callable[[Any], Any] | None = None) -> None:
         self.messages: list[Any] = []
         self.stamps: list[float] = []
+        self._keep = keep
         self._cond = threading.Condition()
 
     def __call__(self, msg: Any) -> None:
+        if self._keep is not None:
+            msg = self._keep(msg)
         with self._cond:
             self.messages.append(msg)
             self.stamps.append(time.monotonic())
@@ -195,8 +199,9 @@ class RosProbe:
         except (ExternalShutdownException, Exception):  # noqa: BLE001 - shutdown races are not test failures
             pass
 
-    def subscribe(self, msg_type: Any, topic: str, qos: Any = 10, raw: bool = False) -> Inbox:
-        inbox = Inbox()
+    def subscribe(self, msg_type: Any, topic: str, qos: Any = 10, raw: bool = False,
+                  keep: Callable[[Any], Any] | None = None) -> Inbox:
+        inbox = Inbox(keep)
         self.node.create_subscription(msg_type, topic, inbox, qos, raw=raw)
         return inbox
 

@@ -118,6 +118,23 @@ def test_bad_compressed_images_are_rejected_with_a_reason():
         compressed_msg_to_model_rgb(SimpleNamespace(format="16UC1; compressedDepth", data=b"x"), (8, 8))
 
 
+@pytest.mark.parametrize("ext", [".png", ".jpg"])
+def test_a_decompression_bomb_is_refused_from_its_header_before_decoding(ext, monkeypatch):
+    from lingbot_va_ros.camera import image_ops
+
+    ok, data = cv2.imencode(ext, np.zeros((6000, 6000), np.uint8))     # 36 MP of zeros: small compressed
+    assert ok and data.size < 2_000_000
+    decoded = []
+    monkeypatch.setattr(image_ops.cv2, "imdecode", lambda *a: decoded.append(a) or None)
+    with pytest.raises(MessageError, match="6000x6000 = 36000000 pixels, more than the 25000000"):
+        compressed_msg_to_model_rgb(SimpleNamespace(format=ext[1:], data=data.tobytes()), (8, 8))
+    assert decoded == []                                                  # nothing was decoded
+    # a frame within the bound decodes as before
+    ok, small = cv2.imencode(ext, np.full((48, 64, 3), 128, np.uint8))
+    monkeypatch.undo()
+    assert compressed_msg_to_model_rgb(SimpleNamespace(format=ext[1:], data=small.tobytes()), (8, 8)).shape == (8, 8, 3)
+
+
 def test_every_supported_encoding_is_tested():
     assert set(SUPPORTED_ENCODINGS) == {"rgb8", "8UC3", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "yuv422",
                                         "uyvy", "yuv422_yuy2", "yuyv"}

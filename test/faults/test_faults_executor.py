@@ -144,7 +144,8 @@ def test_lost_delayed_reordered_duplicated_chunks_keep_the_command_stream_contin
     assert c["gap_timeouts"] + c["starved_timeouts"] >= 1, c      # lost chunks: a reported hold, not a jump
     assert not s["latched"] and c["chunks_rejected"] == 0, s
     cont = _assert_safe(rig, t0)
-    assert cont["missing_ticks"] <= 2, cont
+    # a loaded host may delay the control thread: every missing command must then be one the executor reported
+    assert cont["missing_ticks"] <= max(2, cont["executor_late_ticks"] + cont["executor_missed_deadlines"]), cont
     assert rig.node.alive()
 
 

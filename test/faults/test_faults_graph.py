@@ -222,12 +222,29 @@ def _stop_checks(lp: ClosedLoop, t_fault: int, t_mono: float, cuts: int, plan_en
     return m
 
 
+def _running_mid_chunk(g, attempts: int = 3):
+    """An unlimited episode whose executor just started a chunk with >= 20 rows left: the instant the faults
+    below are injected. On a loaded host the inference heartbeat can lapse and end an episode before that
+    (finding 2 in docs/reliability.md); such a set-up is retried with a fresh goal, at most ``attempts`` times."""
+    last = None
+    for _ in range(attempts):
+        h = g.episodes.send(PROMPT, max_chunks=0, max_duration_s=90)
+        _first_chunk_published(h)
+        try:
+            return (h, *g.wait_mid_chunk(20, 30))
+        except TimeoutError as exc:
+            last = exc
+            if not h.done():
+                h.cancel()
+            h.result(60)
+            g.rearm()
+    raise last
+
+
 def test_cancel_mid_chunk_stops_the_arm_within_a_heartbeat_and_the_next_goal_runs(g, loop):
     """Cancel: the inference node beats idle at once; the executor cuts the plan on that beat (no watchdog
     wait, no playing out of chunks already published) and decelerates to hold."""
-    h = g.episodes.send(PROMPT, max_chunks=0, max_duration_s=90)
-    _first_chunk_published(h)
-    _t, before = g.wait_mid_chunk(20, 60)
+    h, _t, before = _running_mid_chunk(g)
     plan_end = max(seg[1] for seg in before["plan"])
     ended, cuts = before["counters"]["episodes_ended_idle"], before["counters"]["watchdog_cuts"]
     t_fault, t_mono = time.time_ns(), time.monotonic()
@@ -250,9 +267,7 @@ def test_cancel_mid_chunk_stops_the_arm_within_a_heartbeat_and_the_next_goal_run
 
 
 def test_inference_sigstop_mid_chunk_cuts_within_the_watchdog_and_the_episode_ends_cleanly(g, loop):
-    h = g.episodes.send(PROMPT, max_chunks=0, max_duration_s=90)
-    _first_chunk_published(h)
-    _t, before = g.wait_mid_chunk(20, 60)
+    h, _t, before = _running_mid_chunk(g)
     plan_end = max(seg[1] for seg in before["plan"])
     cuts = before["counters"]["watchdog_cuts"]
     inference = loop.graph.proc(INFERENCE)
@@ -268,9 +283,7 @@ def test_inference_sigstop_mid_chunk_cuts_within_the_watchdog_and_the_episode_en
 
 
 def test_inference_sigkill_mid_chunk_cuts_within_the_watchdog_and_the_arm_holds(g, loop):
-    h = g.episodes.send(PROMPT, max_chunks=0, max_duration_s=90)
-    _first_chunk_published(h)
-    _t, before = g.wait_mid_chunk(20, 60)
+    h, _t, before = _running_mid_chunk(g)
     plan_end = max(seg[1] for seg in before["plan"])
     cuts = before["counters"]["watchdog_cuts"]
     t_fault, t_mono = time.time_ns(), time.monotonic()
