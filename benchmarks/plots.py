@@ -36,6 +36,7 @@ def jitter_survival(series: Mapping[str, np.ndarray], name: str = "command_jitte
         ax.step(x, surv, where="post", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xlim(left=1e-4)   # below 0.1 us is timer resolution, not jitter
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.text(1.05, 0.5, "1 ms target (p99)", color="grey", fontsize=8, transform=ax.get_xaxis_transform())
     ax.set_xlabel("|tick period - nominal| (ms)")
