@@ -110,7 +110,8 @@ def test_chunk_and_observation_delay_and_loss(g):
     res = _aborted(h, 60, "executed actions", "executor")
     assert g.links.wait_count("chunks", "dropped", 1)["dropped"] == 1
     s = g.state.wait(lambda s: s["state"] == "holding", 10, "executor holding")
-    assert "starved" in s["reason"] or "waiting" in s["reason"], s
+    # starved at the end of its plan, or (once the aborted episode's idle beat arrived) ended by the inference node
+    assert any(w in s["reason"] for w in ("starved", "waiting", "ended by the inference node")), s
 
     # one lost observation: no chunk is predicted without it; the episode ends naming the missing key frame
     g.links.reset()

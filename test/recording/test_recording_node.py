@@ -200,7 +200,12 @@ def test_episode_bags_over_dds_hold_every_topic_with_definitions_and_metadata(pr
 
 
 def test_sigkill_loses_at_most_the_last_flush_period(probe, launch, tmp_path):
-    ticks = probe.publisher(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
+    # a writer history of 3000 (the whole run): with keep-last 50 a 0.5 s stall of the recorder on a loaded host
+    # outlived the writer's copies and 24 ticks were never delivered; the subject here is the flush on SIGKILL
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    ticks = probe.publisher(ActionTick, topics.ACTION_TICK, QoSProfile(
+        depth=3000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST))
     camera = probe.publisher(Image, CAMERAS[0], qos.SENSOR_DATA)
     proc = launch("lingbot_va_ros.nodes.recorder", params_file=_params(
         tmp_path, mode="continuous", session_name="crash", topics=[topics.ACTION_TICK, "/sim_arm/*/image_raw"]))
