@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,19 +37,10 @@ sys.path.insert(0, str(ROOT))
 DOC = ROOT / "docs" / "benchmarks" / "closed_loop.md"
 DATA = ROOT / "docs" / "benchmarks" / "data" / "closed_loop.json"   # the numbers the doc is rendered from
 
+import host  # noqa: E402  (benchmarks/host.py, next to this script)
 import plots  # noqa: E402  (benchmarks/plots.py, next to this script)
 PROMPT = "pick up the red block and place it in the bowl"
 EXECUTOR, INGEST, INFERENCE = "lingbot_va_executor", "lingbot_va_camera_ingest", "lingbot_va_inference"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _relax_watchdogs(args) -> None:
@@ -273,8 +263,6 @@ def main() -> None:
 
 
 def measure(args) -> dict:
-    import torch
-
     from lingbot_va_ros.testing.faults import free_ros_domain
 
     from lingbot_va_ros.model.embodiment import load_embodiment
@@ -290,8 +278,7 @@ def measure(args) -> dict:
         if not (checkpoint / "transformer" / "config.json").is_file():
             make_tiny_checkpoint(checkpoint, embodiment=args.embodiment, seed=0)
     report = {"started": time.strftime("%Y-%m-%d %H:%M"),
-              "machine": f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({_cpu()}), Python "
-                         f"{platform.python_version()}, torch {torch.__version__}",
+              "machine": host.describe(with_torch=True),
               "command": "python benchmarks/bench_closed_loop.py " + " ".join(sys.argv[1:]),
               "args": {k: v for k, v in vars(args).items()}, "modes": args.modes, "points": {}}
     for point in args.points:

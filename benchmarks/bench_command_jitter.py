@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,17 +32,8 @@ from lingbot_va_ros.executor.drivers.mock import MockDriver  # noqa: E402
 from lingbot_va_ros.executor.loop import ControlLoop, TimingSettings  # noqa: E402
 from lingbot_va_ros.executor.testing import chunk_data, make_core, make_limits, make_preparer  # noqa: E402
 
+import host  # noqa: E402  (benchmarks/host.py, next to this script)
 import plots  # noqa: E402  (benchmarks/plots.py, next to this script)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _cpu_times() -> list[int]:
@@ -129,8 +119,7 @@ def main() -> None:
     lines = [
         "## Control-loop command jitter (`benchmarks/bench_command_jitter.py`)",
         "",
-        f"Machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores ({_cpu()}), "
-        f"Python {platform.python_version()}; measured {time.strftime('%Y-%m-%d %H:%M')}. "
+        f"Machine: {host.describe()}; measured {time.strftime('%Y-%m-%d %H:%M')}. "
         "The host was shared with other jobs; the load average during each run is listed.",
         "",
         f"Command: `{cmd.strip()}` ({args.duration:g} s per row; {args.repeat} interleaved repetitions of every "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -39,17 +38,8 @@ DOC = ROOT / "docs" / "benchmarks" / "faults.md"
 
 from lingbot_va_ros.testing import faults as F  # noqa: E402
 
+import host  # noqa: E402  (benchmarks/host.py, next to this script)
 import plots  # noqa: E402  (benchmarks/plots.py, next to this script)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class Launcher:
@@ -314,8 +304,7 @@ def main() -> None:
     vpk = lim["peak_speed"]
     lines = [
         "## Faults: time to hold and stop distance (`benchmarks/bench_faults.py`)", "",
-        f"Machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores ({_cpu()}), Python "
-        f"{platform.python_version()}; measured {time.strftime('%Y-%m-%d %H:%M', time.localtime(t0))}, "
+        f"Machine: {host.describe()}; measured {time.strftime('%Y-%m-%d %H:%M', time.localtime(t0))}, "
         f"{(time.time() - t0) / 60:.1f} min. The host was shared with other jobs: load average "
         f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end.", "",
         f"Command: `{cmd}`", "",

@@ -16,7 +16,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -29,17 +28,8 @@ DOC = ROOT / "docs" / "benchmarks" / "soak.md"
 
 from lingbot_va_ros.testing import faults as F  # noqa: E402
 
+import host  # noqa: E402  (benchmarks/host.py, next to this script)
 import plots  # noqa: E402  (benchmarks/plots.py, next to this script)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -87,8 +77,7 @@ def main() -> None:
     bags_ok = sum(b["ok"] for b in res.bags)
     lines = [
         "## Soak: the closed loop for a long run (`benchmarks/bench_soak.py`)", "",
-        f"Machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores ({_cpu()}), Python "
-        f"{platform.python_version()}; measured {time.strftime('%Y-%m-%d %H:%M', time.localtime(t0))}. The host was "
+        f"Machine: {host.describe()}; measured {time.strftime('%Y-%m-%d %H:%M', time.localtime(t0))}. The host was "
         f"shared with other jobs: load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end"
         + (f", {min(loads):.1f}–{max(loads):.1f} between episodes" if loads else "") + ".", "",
         f"Command: `{cmd}` ({args.minutes:g} min of episodes after a {startup:.0f} s start-up; warm-up excluded from "

@@ -6,35 +6,16 @@ Each benchmark script writes its own section to docs/benchmarks/<name>.md (machi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import host  # benchmarks/host.py, next to this script
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ROOT / "docs" / "benchmarks"
 ORDER = ["model_cpu", "encoders_cpu", "command_jitter", "ingest_latency", "closed_loop", "faults", "soak"]
-
-
-def machine() -> str:
-    try:
-        import torch
-
-        torch_v = torch.__version__
-    except ImportError:
-        torch_v = "n/a"
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-            f"torch {torch_v}")
 
 
 def assemble() -> None:
@@ -42,7 +23,7 @@ def assemble() -> None:
              "Every figure below was produced by a script in `benchmarks/`; `make bench` reruns all of them and "
              "rebuilds this page. Machines are noisy: figures are medians (and p99 where stated) of repeated runs, "
              "and comparisons are measured side by side in one run.\n",
-             f"Assembled {time.strftime('%Y-%m-%d %H:%M')} on: {machine()}.\n"]
+             f"Assembled {time.strftime('%Y-%m-%d %H:%M')} on: {host.describe(with_torch=True)}.\n"]
     names = sorted(SECTIONS.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
     for section in names:
         parts.append(section.read_text().strip() + "\n")

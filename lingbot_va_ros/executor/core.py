@@ -160,7 +160,7 @@ class ExecutorCore:
             self._heartbeats.popitem(last=False)
         if (episode_id != self.episode and self.episode is not None and not self._episode_ended
                 and self.episode in self._heartbeats):
-            self._end_episode(now)
+            self._end_episode()
 
     def e_stop(self, now: float, source: str = "e_stop topic") -> None:
         if "e_stop" not in self._latched:
@@ -338,7 +338,7 @@ class ExecutorCore:
         while len(self._past_episodes) > 64:
             self._past_episodes.popitem(last=False)
 
-    def _end_episode(self, now: float) -> None:
+    def _end_episode(self) -> None:
         self._episode_ended = True
         self._remember_past(self.episode)
         self.counters["episodes_ended_idle"] += 1

@@ -177,13 +177,13 @@ class InferenceNode(Node):
             self.inputs.start(episode_id)
             self._runner = runner
             missing = self._wait_for_executor(handle)
-            if missing or handle.is_cancel_requested:
-                if missing and not handle.is_cancel_requested:
-                    handle.abort()
-                    result.outcome, result.reason = "aborted", missing
-                else:
-                    handle.canceled()
-                    result.outcome, result.reason = "cancelled", "cancel requested"
+            if handle.is_cancel_requested:
+                handle.canceled()
+                result.outcome, result.reason = "cancelled", "cancel requested"
+                return result
+            if missing:
+                handle.abort()
+                result.outcome, result.reason = "aborted", missing
                 return result
             self._beat_episode = episode_id
             done = threading.Event()
@@ -218,10 +218,11 @@ class InferenceNode(Node):
 
     def _wait_for_executor(self, handle) -> str:
         """Chunks are volatile: one published before an executor subscribes is lost (a just-restarted executor
-        is still being discovered). Wait for a subscriber, bounded by the initial-observation timeout."""
+        is still being discovered). Wait for a subscriber (or a cancel), bounded by the initial-observation
+        timeout; returns why not, "" otherwise."""
         deadline = time.monotonic() + self.params.initial_observation_timeout_s
-        while self.chunk_pub.get_subscription_count() == 0:
-            if handle.is_cancel_requested or time.monotonic() > deadline:
+        while self.chunk_pub.get_subscription_count() == 0 and not handle.is_cancel_requested:
+            if time.monotonic() > deadline:
                 return (f"no executor subscribed to {self.chunk_pub.topic_name} within "
                         f"{self.params.initial_observation_timeout_s:.1f}s (is the executor running?)")
             time.sleep(0.05)

@@ -47,8 +47,7 @@ def test_urdf_errors_are_explicit(tmp_path):
 
 def test_project_urdf_has_every_executor_joint():
     path = share_dir() / "urdf" / "bimanual_arm.urdf"
-    if not path.is_file():
-        pytest.skip("urdf/bimanual_arm.urdf not written yet")
+    assert path.is_file(), path
     lim = parse_urdf_limits(path)
     assert set(make_arm_config().joints) <= set(lim)
 

@@ -138,7 +138,7 @@ def test_unknown_name_lists_the_available_ones():
 
 
 def test_world_model_config_accepts_the_embodiment():
-    world_model = pytest.importorskip("lingbot_va_ros.model.world_model")
+    from lingbot_va_ros.model import world_model
     emb = load_embodiment("robotwin")
     cfg = world_model.WorldModelConfig(**emb.world_model_kwargs())
     assert cfg.video_tokens_per_chunk == 240 and cfg.action_tokens_per_chunk == 32

@@ -102,7 +102,6 @@ def test_replay_cli_exit_codes(episodes, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_lingbot_va_backend_replays_bit_identically_with_the_same_seed(tmp_path):
-    pytest.importorskip("torch")
     from lingbot_va_ros.model.backend import LingBotVABackend
     from lingbot_va_ros.model.loading import load_lingbot_va
     from lingbot_va_ros.model.tiny_checkpoint import make_tiny_checkpoint
