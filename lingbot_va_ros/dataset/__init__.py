@@ -1,0 +1,1 @@
+"""Demonstration datasets: recorded trials and tele-operated demos as LeRobot-format datasets (no rclpy)."""
