@@ -27,6 +27,10 @@ class DemoEpisode:
     timestamps: np.ndarray                     # float64 [T] seconds from the episode's first row
     embodiment: str = ""                       # embodiment name the actions are expressed for
     metadata: dict = field(default_factory=dict)   # source bag, outcome, score, mode, checkpoint hash...
+    # Optional (added by the exporter): float64 [T], when row t's action was really commanded, in seconds since
+    # row 0. ``timestamps`` is the nominal row time t / fps (LeRobot's ``timestamp``); holds and control jitter
+    # show up only here.
+    recorded_time_s: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -45,6 +49,8 @@ class DemoEpisode:
                 problems.append(f"states have {self.states.shape[1]} columns but {len(self.state_names)} names")
             if np.shape(self.timestamps) != (t,):
                 problems.append(f"timestamps must be [T={t}], got shape {np.shape(self.timestamps)}")
+            if self.recorded_time_s is not None and np.shape(self.recorded_time_s) != (t,):
+                problems.append(f"recorded_time_s must be [T={t}], got shape {np.shape(self.recorded_time_s)}")
             if not self.camera_frames:
                 problems.append("no camera frames")
             for role, frames in self.camera_frames.items():
