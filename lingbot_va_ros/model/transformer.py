@@ -165,8 +165,12 @@ class WanTransformerBlock(nn.Module):
         proj: torch.Tensor,              # (B, G, 6C) timestep_proj per group
         rope: RopeTable | None,
         self_attn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-        text_kv: tuple[torch.Tensor, torch.Tensor],
+        text_kv: tuple[torch.Tensor, torch.Tensor] | torch.Tensor,
     ) -> torch.Tensor:
+        if isinstance(text_kv, torch.Tensor):
+            # Training: the projected text (B, Lt, C) goes in and its K/V are computed here, inside this
+            # block's forward, so gradients reach attn2.to_k/to_v and a per-block FSDP unit owns the weights.
+            text_kv = self.attn2.kv(text_kv)
         b, l, c = x.shape
         groups = proj.shape[1]
         # adaLN sums in fp32 (spec §1.1 item 4-5); (B, G, 6, 1, C) broadcasts over the g tokens of a group.
@@ -218,7 +222,7 @@ class TransformerLoadError(RuntimeError):
 class WanTransformer3DModel(ModelMixin, ConfigMixin):
     """Shared video/action DiT of LingBot-VA (inference). See module docstring."""
 
-    _supports_gradient_checkpointing = False
+    _supports_gradient_checkpointing = True   # forward_train(activation_checkpointing=True)
     _no_split_modules = ["WanTransformerBlock"]
     # As declared by the newer reference: these stay fp32 when loaded with torch_dtype=bf16.
     _keep_in_fp32_modules = ["time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"]
@@ -392,18 +396,36 @@ class WanTransformer3DModel(ModelMixin, ConfigMixin):
             return tokens_to_actions(out, f)
         return unpatchify_video(out, self.patch_size, f, x.shape[3], x.shape[4])
 
-    # ------------------------------------------------------------------ training-style sequence forward
-    def forward_segments(
+    # ------------------------------------------------------------------ training (teacher-forcing) forward
+    def forward_train(
         self,
         segments: Sequence[tuple[torch.Tensor, torch.Tensor, bool, int]],
         text: TextContext | torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-    ) -> list[torch.Tensor]:
-        """Several token segments in ONE sequence under an explicit attention mask (bool [L, L], True =
-        attend), like the reference ``forward_train`` ([noisy video | clean video | noisy actions | clean
-        actions] under the flex block-causal mask). Each segment is (x, per-frame timesteps, action_mode,
-        frame_start) with x in the layout of ``forward``. No KV cache. Used by the tests to check that
-        cached incremental decoding equals recomputation. Returns one velocity per segment."""
+        attention_mask: torch.Tensor | Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        outputs: Sequence[bool] | None = None,
+        activation_checkpointing: bool = False,
+    ) -> list[torch.Tensor | None]:
+        """Several token segments in ONE sequence under an attention mask: the reference ``forward_train``
+        ([noisy video | clean video | noisy actions | clean actions] under the block-causal mask, spec §2.4).
+
+        Same modules and the same per-token arithmetic as :meth:`forward`: embedders, per-frame timestep
+        embeddings (the adaLN modulation is expanded to every token of its frame), RoPE positions from each
+        segment's ``frame_start``, the same blocks and heads. Only self-attention differs: every token attends
+        to the keys the mask allows instead of to a KV cache.
+
+        segments: (x, per-frame timesteps (F,) or (B, F), action_mode, frame_start), x in :meth:`forward`'s
+            layout (video (B, C, F, H, W) or actions (B, action_dim, F, A, 1)).
+        text: raw prompt embeddings (B, L_text, text_dim) - projected here with gradients - or a
+            ``TextContext`` (inference-style precomputed K/V, no gradients).
+        attention_mask: bool [L, L] (True = attend; dense SDPA) or a callable ``(q, k, v) -> out`` over
+            (B, L, H, D) tensors (e.g. flex attention with a BlockMask).
+        outputs: per segment, whether to run its head (clean/conditioning copies need none); default all.
+        activation_checkpointing: recompute each block in the backward pass instead of storing activations.
+        Returns one velocity per segment (None where ``outputs`` is False), float in the compute dtype.
+        """
+        if outputs is None:
+            outputs = [True] * len(segments)
         b = segments[0][0].shape[0]
         hs, projs, tembs, ropes = [], [], [], []
         for x, t, action_mode, fs in segments:
@@ -412,25 +434,60 @@ class WanTransformer3DModel(ModelMixin, ConfigMixin):
             g = h.shape[1] // f
             temb, proj = self._time(t.float().reshape(-1, f).expand(b, -1), action_mode, h.dtype)
             hs.append(h)
-            projs.append(proj.repeat_interleave(g, 1))  # per-token modulation: group size 1
+            projs.append(proj.repeat_interleave(g, 1))  # per-token modulation: a group of 1 token
             tembs.append(temb)
             ropes.append(self.action_rope(f, g, fs) if action_mode else self.video_rope(f, x.shape[3], x.shape[4], fs))
-        if not isinstance(text, TextContext):
-            text = self.prepare_text(text)
-        text = text.select(b)
+        if isinstance(text, TextContext):
+            text_inputs = text.select(b).kv
+        else:
+            te = self.condition_embedder.text_embedder
+            ctx = te(text.to(te.linear_1.weight.dtype)).to(hs[0].dtype)
+            text_inputs = [ctx] * len(self.blocks)
         rope = RopeTable(torch.cat([r.cos for r in ropes]), torch.cat([r.sin for r in ropes]))
         h = torch.cat(hs, 1)
         proj = torch.cat(projs, 1)
-        mask = attn_mask.to(h.device) if attn_mask is not None else None
+        if callable(attention_mask):
+            attn = attention_mask
+        else:
+            mask = attention_mask.to(h.device)
+            attn = lambda q, k, v: attention(q, k, v, mask)  # noqa: E731
         for i, blk in enumerate(self.blocks):
-            h = blk(h, proj, rope, lambda q, k, v: attention(q, k, v, mask), text.kv[i])
+            if activation_checkpointing and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                h = checkpoint(blk, h, proj, rope, attn, text_inputs[i], use_reentrant=False)
+            else:
+                h = blk(h, proj, rope, attn, text_inputs[i])
         outs, o = [], 0
-        for (x, _, action_mode, _), hseg, temb in zip(segments, hs, tembs):
-            y = self._head(h[:, o:o + hseg.shape[1]], temb, action_mode)
-            o += hseg.shape[1]
-            f = x.shape[2]
-            outs.append(tokens_to_actions(y, f) if action_mode else unpatchify_video(y, self.patch_size, f, x.shape[3], x.shape[4]))
+        for (x, _, action_mode, _), hseg, temb, want in zip(segments, hs, tembs, outputs):
+            n = hseg.shape[1]
+            if want:
+                y = self._head(h[:, o:o + n], temb, action_mode)
+                f = x.shape[2]
+                outs.append(tokens_to_actions(y, f) if action_mode
+                            else unpatchify_video(y, self.patch_size, f, x.shape[3], x.shape[4]))
+            else:
+                outs.append(None)
+            o += n
         return outs
+
+    def forward_segments(
+        self,
+        segments: Sequence[tuple[torch.Tensor, torch.Tensor, bool, int]],
+        text: TextContext | torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """:meth:`forward_train` with a dense bool mask (None: full attention), every head computed."""
+        if attn_mask is None:
+            n = sum(self._segment_tokens(x, a) for x, _, a, _ in segments)
+            attn_mask = torch.ones(n, n, dtype=torch.bool)
+        return self.forward_train(segments, text, attn_mask)
+
+    def _segment_tokens(self, x: torch.Tensor, action_mode: bool) -> int:
+        if action_mode:
+            return x.shape[2] * x.shape[3]
+        pt, ph, pw = self.patch_size
+        return (x.shape[2] // pt) * (x.shape[3] // ph) * (x.shape[4] // pw)
 
 
 # ---------------------------------------------------------------------------------------- loading
