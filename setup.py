@@ -26,6 +26,7 @@ setup(
             "lingbot-va-score = lingbot_va_ros.scoring.cli:main",
             "lingbot-va-replay = lingbot_va_ros.replay.cli:main",
             "lingbot-va-bag-repair = lingbot_va_ros.recording.repair:main",
+            "lingbot-va-train = lingbot_va_ros.training.cli:main",
         ],
         # Third-party packages extend the product through these groups (see docs/plugins.md).
         "lingbot_va_ros.arm_drivers": [
