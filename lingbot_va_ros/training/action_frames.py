@@ -19,29 +19,23 @@ from lingbot_va_ros.training.keyframes import KeyframeLayout
 QUANTILES = (0.01, 0.99)
 
 
-def compute_action_stats(action_rows: Sequence[np.ndarray], used_ids: Sequence[int], action_dim: int = 30,
+def compute_action_stats(action_rows: Sequence[np.ndarray], used_ids: Sequence[int],
                          min_range: float = 1e-3) -> tuple[list[float], list[float], list[int]]:
-    """q01/q99 of every used channel over all rows of all episodes, as 30-d lists (unused channels 0).
+    """q01/q99 (30-d, unused channels 0) over all rows of all episodes (``dataset.stats.action_quantiles``).
 
-    A used channel whose 1%..99% range is below ``min_range`` (e.g. a gripper that never moved in the demos)
-    would make every prediction de-normalise to one value and is rejected by the embodiment schema; its band
-    is widened symmetrically to ``min_range``. Returns (q01, q99, widened channel ids).
+    A used channel whose 1%..99% band is narrower than ``min_range`` (e.g. a gripper that never moved in the
+    demos) would make every prediction de-normalise to one value and is rejected by the embodiment schema;
+    its band is widened symmetrically to ``min_range``. Returns (q01, q99, widened channel ids).
     """
-    if not action_rows:
-        raise ValueError("no actions to compute q01/q99 from")
-    rows = np.concatenate([np.asarray(a, dtype=np.float64) for a in action_rows], axis=0)
-    if rows.ndim != 2 or rows.shape[1] != len(used_ids):
-        raise ValueError(f"actions have shape {rows.shape}, expected [N, {len(used_ids)}] (the used channels)")
-    lo, hi = np.quantile(rows, QUANTILES[0], axis=0), np.quantile(rows, QUANTILES[1], axis=0)
-    q01, q99 = [0.0] * action_dim, [0.0] * action_dim
+    from lingbot_va_ros.dataset.stats import action_quantiles
+
+    q01, q99 = action_quantiles(action_rows, used_ids, QUANTILES[0], QUANTILES[1])
     widened = []
-    for pos, ch in enumerate(used_ids):
-        a, b = float(lo[pos]), float(hi[pos])
-        if b - a < min_range:
-            mid = 0.5 * (a + b)
-            a, b = mid - 0.5 * min_range, mid + 0.5 * min_range
+    for ch in used_ids:
+        if q99[ch] - q01[ch] < min_range:
+            mid = 0.5 * (q01[ch] + q99[ch])
+            q01[ch], q99[ch] = mid - 0.5 * min_range, mid + 0.5 * min_range
             widened.append(int(ch))
-        q01[ch], q99[ch] = a, b
     return q01, q99, widened
 
 

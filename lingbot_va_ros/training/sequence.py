@@ -168,11 +168,12 @@ def sequence_loss(seq: BuiltSequence, outputs: list, cfg) -> tuple[torch.Tensor,
     video_loss = frame_weighted_mse(video_pred[0], seq.video_target[0], seq.video_weights, vmask[0])
     if seq.fdm:
         total = cfg.fdm_loss_weight * video_loss
-        return total, {"loss": float(total), "fdm_loss": float(video_loss)}
+        return total, {"loss": float(total.detach()), "fdm_loss": float(video_loss.detach())}
     action_loss = frame_weighted_mse(outputs[2][0], seq.action_target[0], seq.action_weights,
                                      seq.action_loss_mask[0])
     total = cfg.latent_loss_weight * video_loss + cfg.action_loss_weight * action_loss
-    return total, {"loss": float(total), "latent_loss": float(video_loss), "action_loss": float(action_loss)}
+    return total, {"loss": float(total.detach()), "latent_loss": float(video_loss.detach()),
+                   "action_loss": float(action_loss.detach())}
 
 
 def attention_for(seq: BuiltSequence, backend: str, device) -> torch.Tensor | Callable:
