@@ -23,6 +23,7 @@ setup(
             "lingbot-va-executor = lingbot_va_ros.nodes.executor:main",
             "lingbot-va-sim-arm = lingbot_va_ros.nodes.sim_arm:main",
             "lingbot-va-recorder = lingbot_va_ros.nodes.recorder:main",
+            "lingbot-va-live-view = lingbot_va_ros.nodes.live_view:main",
             "lingbot-va-score = lingbot_va_ros.scoring.cli:main",
             "lingbot-va-replay = lingbot_va_ros.replay.cli:main",
             "lingbot-va-bag-repair = lingbot_va_ros.recording.repair:main",

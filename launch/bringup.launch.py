@@ -1,5 +1,5 @@
 """Bring up the whole LingBot-VA graph: camera ingest, inference, arm executor, robot_state_publisher,
-the simulated arm (use_sim) and the recorder (record).
+the simulated arm (use_sim), the live view (live_view) and the recorder (record).
 
     ros2 launch lingbot_va_ros bringup.launch.py arm:=sim embodiment:=demo_sim checkpoint:=/path/to/ckpt mode:=sync
 
@@ -20,6 +20,7 @@ ARGUMENTS = [
     ("mode", "sync", "pipeline mode: sync | async | async_naive"),
     ("namespace", "", "namespace for every node"),
     ("record", "true", "record every episode as a rosbag2 MCAP bag"),
+    ("live_view", "true", "decode every chunk's predicted frames for rqt (live-view node, its own process)"),
     ("recording_dir", "recordings", "where bags are written"),
     ("use_sim", "true", "start the MuJoCo simulated arm with cameras"),
     ("use_respawn", "false", "respawn camera ingest / inference / recorder if they crash (the executor never is)"),
@@ -46,6 +47,7 @@ def _launch_nodes(context, *args, **kwargs):
     opts = BringupOptions(
         arm=get("arm"), embodiment=get("embodiment"), checkpoint=get("checkpoint"), device=get("device"),
         mode=get("mode"), namespace=get("namespace"), record=_truthy(get("record")),
+        live_view=_truthy(get("live_view")),
         recording_dir=get("recording_dir"), use_sim=_truthy(get("use_sim")), use_respawn=_truthy(get("use_respawn")),
         respawn_delay=float(get("respawn_delay")), log_level=get("log_level"), camera_config=get("camera_config"))
     ros_args = ["--log-level", opts.log_level]

@@ -29,7 +29,8 @@ class BringupOptions:
     log_level: str = "info"
     camera_config: str = ""             # camera ingest params file; default: config/camera_ingest[_sim].yaml
     torch_threads: int = 0              # inference CPU threads (0 = torch default)
-    display_rate_hz: float = 0.0        # live-view decode rate (0 = the inference YAML's)
+    live_view: bool = True              # live-view node decoding the predicted frames (off: no latents published)
+    display_rate_hz: float = 0.0        # live view's max decodes per second (0 = config/live_view.yaml's)
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,21 @@ def build_graph(opts: BringupOptions) -> list[NodeSpec]:
                  params_files=(str(config_path("inference.yaml")),),
                  overrides={"checkpoint": opts.checkpoint, "embodiment": embodiment_yaml, "device": opts.device,
                             "mode": opts.mode, "recording_dir": opts.recording_dir if opts.record else "",
-                            "torch_threads": opts.torch_threads,
-                            **({"display": {"rate_hz": opts.display_rate_hz}} if opts.display_rate_hz else {})},
+                            "torch_threads": opts.torch_threads, "display": {"enabled": opts.live_view}},
                  respawn=opts.use_respawn),
     ]
+    if opts.live_view:
+        import yaml
+
+        # the live view decodes with the inference node's VAE (base_checkpoint) and camera layout
+        inference_yaml = yaml.safe_load(config_path("inference.yaml").read_text())
+        base = inference_yaml["/**/lingbot_va_inference"]["ros__parameters"].get("base_checkpoint", "")
+        nodes.append(NodeSpec("lingbot_va_live_view", "live_view_node", "lingbot_va_ros.nodes.live_view",
+                              params_files=(str(config_path("live_view.yaml")),),
+                              overrides={"checkpoint": opts.checkpoint, "base_checkpoint": base or "",
+                                         "embodiment": embodiment_yaml, "device": opts.device,
+                                         **({"max_rate_hz": opts.display_rate_hz} if opts.display_rate_hz else {})},
+                              respawn=opts.use_respawn))
     if opts.record:
         recorder_overrides: dict = {"recording_dir": opts.recording_dir}
         if namespace_remappings(opts.namespace):

@@ -35,12 +35,23 @@ class EpisodeReport:
     tick_times: list[float] = field(default_factory=list)
     recording_path: str = ""
     mode: str = ""
+    chunk_stamps: dict[int, float] = field(default_factory=dict)     # chunk index -> stamp (s)
+    predicted_frames: list[tuple[int, float]] = field(default_factory=list)   # (chunk, delay after its stamp, s)
+    prediction_vs_real: int = 0
+    latent_mse: list[float] = field(default_factory=list)              # per grounded chunk
 
     def idle_seconds(self, tick_period: float) -> tuple[float, int]:
         """Arm idle time between key frames beyond the nominal spacing (holds while waiting for chunks)."""
         gaps = [b - a for a, b in zip(self.tick_times, self.tick_times[1:])]
         idle = [g - tick_period for g in gaps if g > 1.5 * tick_period]
         return sum(idle), len(idle)
+
+    def frames_per_chunk(self) -> dict[int, int]:
+        """Predicted-frame messages per published chunk (0 for a chunk the live view never showed)."""
+        counts = {c: 0 for c in self.chunk_stamps}
+        for chunk, _delay in self.predicted_frames:
+            counts[chunk] = counts.get(chunk, 0) + 1
+        return counts
 
 
 def write_params_file(spec: NodeSpec, directory: Path) -> Path:
@@ -101,12 +112,14 @@ class Bringup:
 
 
 def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, max_duration: float,
-                startup_timeout: float, quiet: bool = False, metadata: dict | None = None) -> EpisodeReport:
+                startup_timeout: float, quiet: bool = False, metadata: dict | None = None,
+                chunk_period_s: float = 1.0) -> EpisodeReport:
     from rclpy.action import ActionClient
 
     from lingbot_va_ros.action import RunEpisode
     from lingbot_va_ros.common import qos, topics
-    from lingbot_va_ros.msg import ActionTick
+    from lingbot_va_ros.msg import ActionChunk, ActionTick, PredictedFrameInfo, PredictionError
+    from lingbot_va_ros.common.conversions import stamp_to_ns
     from lingbot_va_ros.testing.ros_harness import RosProbe, apply_ros_env_to_this_process, wait_until
 
     apply_ros_env_to_this_process(domain_id, bringup.env.get("ROS_LOG_DIR"))
@@ -116,6 +129,15 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
 
         name = dict(namespace_remappings(bringup.opts.namespace)).get  # this robot's name for a default name
         ticks = probe.subscribe(ActionTick, name(topics.ACTION_TICK, topics.ACTION_TICK), qos.RELIABLE_DEEP)
+        # what the live view showed, per chunk (chunk stamps to check each came within a chunk period)
+        chunks = probe.subscribe(ActionChunk, name(topics.ACTION_CHUNK, topics.ACTION_CHUNK), qos.RELIABLE_DEEP,
+                                 keep=lambda m: (m.episode_id, m.chunk_index, stamp_to_ns(m.header.stamp) / 1e9))
+        frames = probe.subscribe(PredictedFrameInfo, name(topics.PREDICTED_FRAMES_INFO, topics.PREDICTED_FRAMES_INFO),
+                                 qos.RELIABLE_DEEP)
+        pairs = probe.subscribe(PredictedFrameInfo, name(topics.PREDICTION_VS_REAL_INFO, topics.PREDICTION_VS_REAL_INFO),
+                                qos.RELIABLE_DEEP)
+        errors = probe.subscribe(PredictionError, name(topics.PREDICTION_ERROR, topics.PREDICTION_ERROR),
+                                 qos.RELIABLE_DEEP)
         client = ActionClient(probe.node, RunEpisode, name(topics.RUN_EPISODE, topics.RUN_EPISODE))
         t0 = time.monotonic()
         while not client.wait_for_server(timeout_sec=0.5):
@@ -162,6 +184,14 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
         result = result_future.result().result
         report.outcome, report.reason, report.episode_id = result.outcome, result.reason, result.episode_id
         report.chunks, report.duration_s = result.chunks, result.duration_s
+        report.chunk_stamps = {c: t for e, c, t in list(chunks.messages) if e == result.episode_id}
+        if bringup.opts.live_view and report.chunk_stamps:
+            try:   # the last chunk's frames may still be decoding (and should reach the bag): one more chunk period
+                wait_until(lambda: {m.chunk_index for m in list(frames.messages)
+                                    if m.episode_id == result.episode_id} >= set(report.chunk_stamps),
+                           chunk_period_s + 5.0, "the live view")
+            except TimeoutError:
+                pass         # reported as missing chunks in the summary
         if recorder is not None:
             # let the arm finish the last chunk and its key frames reach the bag before closing it
             wait_until(lambda: ticks.stamps and time.monotonic() - ticks.stamps[-1] > 0.5, 10, "the arm to settle")
@@ -169,11 +199,34 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
                                                   {"chunks": int(result.chunks), "duration_s": float(result.duration_s)})
         report.tick_times = [t for m, t in zip(ticks.messages, ticks.stamps)
                              if m.episode_id == result.episode_id and m.action_index >= 0]
+        report.predicted_frames = [(m.chunk_index, m.publish_delay) for m in list(frames.messages)
+                                   if m.episode_id == result.episode_id]
+        report.prediction_vs_real = sum(m.episode_id == result.episode_id for m in list(pairs.messages))
+        report.latent_mse = [float(m.latent_mse) for m in list(errors.messages) if m.episode_id == result.episode_id]
         client.destroy()
     return report
 
 
-def summarize(report: EpisodeReport, tick_period: float, bag_dir: Path | None) -> str:
+def live_view_lines(report: EpisodeReport, chunk_period_s: float) -> list[str]:
+    """The live view's part of the summary: predicted-frame messages per chunk and how soon after the chunk."""
+    counts = report.frames_per_chunk()
+    missing = sorted(c for c, n in counts.items() if n == 0)
+    delays = sorted(d for _c, d in report.predicted_frames)
+    late = sum(d > chunk_period_s for d in delays)
+    lines = [f"live view        {len(report.predicted_frames)} predicted-frame messages for {len(counts)} chunks "
+             f"({'every chunk' if not missing else f'none for chunks {missing}'}), "
+             f"{report.prediction_vs_real} prediction-vs-real"]
+    if delays:
+        lines.append(f"                 after their chunk: median {statistics.median(delays):.2f} s, "
+                     f"max {delays[-1]:.2f} s ({late} later than the chunk period {chunk_period_s:.2f} s)")
+    if report.latent_mse:
+        lines.append(f"prediction error latent MSE median {statistics.median(report.latent_mse):.3f} over "
+                     f"{len(report.latent_mse)} grounded chunks")
+    return lines
+
+
+def summarize(report: EpisodeReport, tick_period: float, bag_dir: Path | None, chunk_period_s: float | None = None,
+              live_view: bool = False) -> str:
     idle, holds = report.idle_seconds(tick_period)
     lat = sorted(report.latencies)
     lines = [
@@ -184,6 +237,7 @@ def summarize(report: EpisodeReport, tick_period: float, bag_dir: Path | None) -
         f"latency          median {1e3 * statistics.median(lat):.0f} ms, max {1e3 * lat[-1]:.0f} ms" if lat else "latency          -",
         f"arm idle         {idle:.2f} s over {holds} waits ({len(report.tick_times)} key frames executed)",
         f"deadline misses  {report.deadline_misses}",
+        *(live_view_lines(report, chunk_period_s or 0.0) if live_view else ["live view        off"]),
         f"recording        {bag_dir if bag_dir else '(not recorded)'}",
     ]
     return "\n".join(lines)
@@ -205,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42")))
     ap.add_argument("--startup-timeout", type=float, default=120.0)
     ap.add_argument("--torch-threads", type=int, default=1, help="inference CPU threads (1 is fastest on small CPUs)")
-    ap.add_argument("--live-view-hz", type=float, default=0.5, help="predicted-frame decode rate (CPU cost)")
+    ap.add_argument("--live-view-hz", type=float, default=5.0, help="live view: at most this many predicted-frame "
+                    "decodes per second (a chunk arriving sooner replaces the waiting one); 0 = no live view")
     ap.add_argument("--namespace", default="", help="run the robot's graph under /<namespace>/...")
     ap.add_argument("--json", action="store_true", help="also print the report as JSON")
     ap.add_argument("--quiet", action="store_true")
@@ -229,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = BringupOptions(arm=arm, embodiment=args.embodiment, checkpoint=str(checkpoint.resolve()),
                           device=args.device, mode=args.mode, record=not args.no_record,
                           recording_dir=str(recording_dir), use_sim=load_arm_config(arm).driver == "sim",
-                          torch_threads=args.torch_threads, display_rate_hz=args.live_view_hz,
+                          torch_threads=args.torch_threads, live_view=args.live_view_hz > 0,
+                          display_rate_hz=args.live_view_hz,
                           namespace=args.namespace)
     emb = load_embodiment(args.embodiment)
     bringup = Bringup(opts, args.domain_id, run_dir)
@@ -244,11 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         meta = episode_metadata(pipeline_mode=args.mode, checkpoint=str(checkpoint), embodiment=args.embodiment,
                                 config_files=configs, extra={"arm": arm, "runner": "lingbot-va-demo"})
         report = run_episode(bringup, args.domain_id, args.prompt, args.chunks, args.duration, args.startup_timeout,
-                             args.quiet, meta)
+                             args.quiet, meta, chunk_period_s=emb.chunk_seconds)
         bag = Path(report.recording_path) if report.recording_path else None
-        print("\n" + summarize(report, emb.actions_per_keyframe / emb.control_hz, bag), flush=True)
+        print("\n" + summarize(report, emb.actions_per_keyframe / emb.control_hz, bag, emb.chunk_seconds,
+                               opts.live_view), flush=True)
         if args.json:
-            print(json.dumps({**report.__dict__, "tick_times": len(report.tick_times)}, default=str))
+            print(json.dumps({**report.__dict__, "tick_times": len(report.tick_times),
+                              "frames_per_chunk": report.frames_per_chunk()}, default=str))
         code = 0 if report.outcome == "completed" else 1
     except KeyboardInterrupt:
         print("\n[demo] interrupted: cancelling the episode and stopping the graph", flush=True)

@@ -46,7 +46,27 @@ class ChunkPrediction:
     start_index: int                              # global index of actions[0]
     actions: np.ndarray                           # float32 [num_actions, num_channels], finite
     timings: dict[str, float] = field(default_factory=dict)   # stage -> seconds (video, action, ...)
-    display_handle: object | None = None          # backend-private data for decode_for_display
+    display_handle: object | None = None          # backend-private data for display_latents
+
+
+@dataclass(frozen=True)
+class DisplayLatents:
+    """A chunk's predicted video as the model holds it, for a live view to decode elsewhere."""
+
+    latents: np.ndarray                           # float16 [z, frames, H, W] normalised latents on the camera canvas
+    frame_action_indices: tuple[int, ...]         # per frame: action index of the last key frame it predicts
+                                                  # (-1: a conditioning frame, not a prediction)
+
+
+@dataclass(frozen=True)
+class PredictionError:
+    """How far one grounded chunk's predicted video was from the real key frames (normalised latent space)."""
+
+    chunk_index: int
+    start_index: int
+    num_frames: int                               # latent frames compared
+    latent_mse: float                             # over every camera and frame
+    camera_mse: Mapping[str, float]               # per camera
 
 
 class PolicyBackend(abc.ABC):
@@ -84,12 +104,16 @@ class PolicyBackend(abc.ABC):
         prediction continues from them (the paper's ablation). Discarded by the next ``ground``."""
         raise NotImplementedError(f"{type(self).__name__} does not support naive async")
 
-    def decode_for_display(self, prediction: ChunkPrediction) -> Mapping[str, np.ndarray] | None:
-        """Predicted key frames per camera as HxWx3 uint8 RGB (last predicted frame), or None.
+    def display_latents(self, prediction: ChunkPrediction) -> DisplayLatents | None:
+        """The chunk's predicted video latents for the live view (None: the backend predicts no video).
 
-        Called from the live-view thread, concurrently with the worker's calls: it must not touch episode state
-        (caches, counters), so a slow decode can never delay a prediction."""
+        Called on the worker thread right after ``predict_chunk``: it must only copy (no decoding), so the live
+        view costs the control path nothing; decoding happens in the live-view process."""
         return None
+
+    def pop_prediction_errors(self) -> list[PredictionError]:
+        """Prediction errors of the chunks grounded since the last call (oldest first); [] when not measured."""
+        return []
 
     def cache_fill(self) -> float:
         """Fraction of the model's context/cache in use (0 when the backend has none)."""

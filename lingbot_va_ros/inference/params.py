@@ -9,9 +9,9 @@ from lingbot_va_ros.common.params import NodeParams, SubParams
 
 
 class DisplayParams(SubParams):
-    enabled: bool = Field(True, description="decode predicted frames for /lingbot_va/predicted_frames (rqt live view)")
-    rate_hz: float = Field(1.0, gt=0, le=30, description="max live-view updates per second; decoding only runs "
-                           "while the model worker waits for the arm, so it never delays a prediction")
+    enabled: bool = Field(True, description="publish each chunk's predicted video latents on "
+                          "/lingbot_va/predicted_latents (a copy, ~0.1 MB fp16) for the live-view node, which decodes "
+                          "them in its own process into /lingbot_va/predicted_frames (rqt live view)")
     publish_trajectory: bool = Field(True, description="publish each chunk as trajectory_msgs/JointTrajectory")
 
 

@@ -13,6 +13,7 @@ expects the executed rows back in the same space.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,10 +21,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from lingbot_va_ros.inference.backend import BackendSpec, ChunkPrediction, KeyFrame, PolicyBackend
+from lingbot_va_ros.inference.backend import (BackendSpec, ChunkPrediction, DisplayLatents, KeyFrame, PolicyBackend,
+                                              PredictionError)
 from lingbot_va_ros.model.actions import chunk_to_rows, placeholder_action, rows_to_chunk
 from lingbot_va_ros.model.embodiment import EmbodimentConfig, load_embodiment
 from lingbot_va_ros.model.loading import LingBotVAComponents, load_lingbot_va
+from lingbot_va_ros.model.prediction_error import frame_action_indices, latent_mse
 from lingbot_va_ros.model.vae import ObservationEncoder
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -115,6 +118,7 @@ class LingBotVABackend(PolicyBackend):
         self._results: dict[int, object] = {}                 # chunk index -> world_model.InferResult
         self._next_chunk = 0
         self._grounded_chunks = 0
+        self._errors: deque[PredictionError] = deque(maxlen=64)   # drained by the node after each chunk
         self.last_timings: dict[str, float] = {}
 
     # ---- PolicyBackend ----------------------------------------------------------------------------
@@ -136,6 +140,7 @@ class LingBotVABackend(PolicyBackend):
         self._results.clear()
         self._next_chunk = 0
         self._grounded_chunks = 0
+        self._errors.clear()
         self._init_latent = self.observations.encode([initial_observation])      # [z, 1, H, W]
         self._episode_active = True
         self.last_timings = {"text_encode": t1 - t0, "vae_encode": time.perf_counter() - t1}
@@ -189,6 +194,7 @@ class LingBotVABackend(PolicyBackend):
         t1 = time.perf_counter()
         self.world_model.ground(obs_latents, executed_chunk)
         self.last_timings = {"vae_encode": t1 - t0, "ground": time.perf_counter() - t1}
+        self._record_prediction_error(index, obs_latents)
         self._predicted.pop(index, None)
         self._results.pop(index, None)
         self._grounded_chunks += 1
@@ -210,15 +216,20 @@ class LingBotVABackend(PolicyBackend):
             raise ValueError(f"keep_prediction: chunk {executing.chunk_index} was not predicted in this episode")
         self.world_model.keep_prediction(result)
 
-    def decode_for_display(self, prediction: ChunkPrediction) -> Mapping[str, np.ndarray] | None:
+    def display_latents(self, prediction: ChunkPrediction) -> DisplayLatents | None:
         handle = prediction.display_handle
         if not isinstance(handle, _Handle):
             return None
-        # Only the newest latent frame, decoded on its own (as a first frame: one image per camera). The causal
-        # decoder would otherwise have to decode the whole chunk (1 + 4 images per camera) to show one image;
-        # for a live view the small context difference is not worth 5x the cost. Touches no episode state.
-        frames = self.observations.decode(handle.latents[:, -1:], last_frame_only=True)
-        return {cam: video[-1] for cam, video in frames.items()}
+        latents = handle.latents.to(torch.float16).numpy()                        # a copy; [z, F, H, W]
+        indices = frame_action_indices(handle.chunk_index, prediction.start_index, latents.shape[1],
+                                       self.embodiment.action_per_frame)
+        return DisplayLatents(latents, indices)
+
+    def pop_prediction_errors(self) -> list[PredictionError]:
+        errors = []
+        while self._errors:
+            errors.append(self._errors.popleft())
+        return errors
 
     def cache_fill(self) -> float:
         return self.world_model.cache_fill()
@@ -233,6 +244,17 @@ class LingBotVABackend(PolicyBackend):
             torch.cuda.empty_cache()
 
     # ---- helpers ----------------------------------------------------------------------------------
+    def _record_prediction_error(self, index: int, real: torch.Tensor) -> None:
+        """The grounded chunk's predicted latents against the real key frames' latents (same frames)."""
+        prediction = self._predicted.get(index)
+        handle = prediction.display_handle if prediction is not None else None
+        if not isinstance(handle, _Handle):
+            return
+        first = 1 if index == 0 else 0        # chunk 0's frame 0 is the (real) conditioning frame
+        predicted = handle.latents[:, first:]
+        mse, per_camera = latent_mse(predicted, real, self.observations.layout)
+        self._errors.append(PredictionError(index, prediction.start_index, int(predicted.shape[1]), mse, per_camera))
+
     def _chunk_start(self, index: int) -> int:
         emb = self.embodiment
         return 0 if index == 0 else emb.first_chunk_actions + (index - 1) * emb.actions_per_chunk

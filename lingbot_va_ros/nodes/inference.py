@@ -1,7 +1,9 @@
 """Inference node: owns the policy backend (model + KV cache), serves RunEpisode, publishes action chunks.
 
 Threads: ROS callbacks only validate and store inputs; one model worker thread runs each episode
-(``EpisodeRunner``); a display thread decodes the live view only while the worker waits for the arm.
+(``EpisodeRunner``). For the live view the worker only copies each chunk's predicted latents into a
+PredictedLatents message; the live-view node (another process) decodes them, so watching costs the control path
+nothing.
 """
 from __future__ import annotations
 
@@ -19,21 +21,20 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from lingbot_va_ros.action import RunEpisode
 from lingbot_va_ros.common import qos, topics
 from lingbot_va_ros.common.conversions import (MessageError, image_msg_to_rgb, ns_to_stamp, pack_matrix,
-                                               rgb_to_image_msg, seconds_to_duration, unpack_matrix)
+                                               seconds_to_duration, unpack_matrix)
 from lingbot_va_ros.common.registry import POLICY_BACKENDS
 from lingbot_va_ros.inference.backend import PolicyBackend
-from lingbot_va_ros.inference.display import compose_live_view
 from lingbot_va_ros.inference.inputs import EpisodeInputs, InputError, StaleInput, validate_keyframe
 from lingbot_va_ros.inference.params import InferenceParams
 from lingbot_va_ros.inference.pipeline import DeadlinePolicy, EpisodeLimits, EpisodeRunner, PublishedChunk
-from lingbot_va_ros.msg import ActionChunk, ActionTick, ExecutedActions, Observation
+from lingbot_va_ros.live_view.latents import pack_latents
+from lingbot_va_ros.msg import ActionChunk, ActionTick, ExecutedActions, Observation, PredictedLatents, PredictionError
 from lingbot_va_ros.nodes.runtime import node_options, run_node
 
 
@@ -68,8 +69,7 @@ class InferenceNode(Node):
         self._episode_id = ""
         self._beat_episode = ""    # the heartbeat's frame_id: the running episode, "" while idle
         self._busy = threading.Lock()
-        self._last_prediction = None
-        self._display_pending = False
+        self._latent_mse: list[tuple[int, float]] = []      # (chunk, latent MSE) of the running episode
         self._jobs: queue.Queue = queue.Queue()
         self._counters = {"observations": 0, "observations_rejected": 0, "executed_rejected": 0,
                           "late_inputs_ignored": 0}
@@ -79,7 +79,9 @@ class InferenceNode(Node):
         self.chunk_pub = self.create_publisher(ActionChunk, topics.ACTION_CHUNK, qos.RELIABLE_DEEP)
         self.tick_pub = self.create_publisher(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
         self.heartbeat_pub = self.create_publisher(Header, topics.HEARTBEAT, qos.RELIABLE)
-        self.frames_pub = self.create_publisher(Image, topics.PREDICTED_FRAMES, qos.SENSOR_DATA)
+        self.latents_pub = (self.create_publisher(PredictedLatents, topics.PREDICTED_LATENTS, qos.RELIABLE)
+                            if self.params.display.enabled and self.spec.has_video else None)
+        self.error_pub = self.create_publisher(PredictionError, topics.PREDICTION_ERROR, qos.RELIABLE_DEEP)
         self.traj_pub = self.create_publisher(JointTrajectory, topics.PREDICTED_TRAJECTORY, qos.RELIABLE)
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, qos.RELIABLE)
         self.create_subscription(Observation, topics.OBSERVATION, self._on_observation, qos.RELIABLE_DEEP,
@@ -100,9 +102,6 @@ class InferenceNode(Node):
         sys.setswitchinterval(0.001)
         self._beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._beat.start()
-        self._display = threading.Thread(target=self._display_loop, name="live_view", daemon=True)
-        if self.params.display.enabled and self.spec.has_video:
-            self._display.start()
 
     # -- inputs (never block on the model) ---------------------------------------------------------------
     def _reject(self, counter: str, reason: str) -> None:
@@ -162,6 +161,7 @@ class InferenceNode(Node):
         try:
             episode_id = goal.episode_id or f"ep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
             self._episode_id = episode_id
+            self._latent_mse = []
             result.episode_id = episode_id
             runner = EpisodeRunner(
                 self.backend, self.inputs, self.params.mode, self._publish_chunk,
@@ -256,8 +256,9 @@ class InferenceNode(Node):
         msg.observation_stamp = ns_to_stamp(pub.observation_stamp_ns)
         msg.shape, msg.actions = pack_matrix(pred.actions)
         self.chunk_pub.publish(msg)
-        self._last_prediction = pred
-        self._display_pending = True
+        if self.latents_pub is not None:
+            self._publish_latents(pred, msg.header)
+        self._publish_prediction_errors()
         if self.params.display.publish_trajectory:
             traj = JointTrajectory(joint_names=list(self.spec.channel_names))
             traj.header.stamp = msg.header.stamp
@@ -267,33 +268,27 @@ class InferenceNode(Node):
                            for k, row in enumerate(pred.actions)]
             self.traj_pub.publish(traj)
 
-    # -- live view -------------------------------------------------------------------------------------------
-    def _display_loop(self) -> None:
-        period = 1.0 / self.params.display.rate_hz
-        while not self._stop.wait(period):
-            runner = self._runner
-            # decode while the worker waits for the arm, so on a shared CPU the two rarely compete
-            if not self._display_pending or runner is None or runner.state != "waiting_feedback":
-                continue
-            try:
-                pred = self._last_prediction
-                t = time.perf_counter()
-                predicted = self.backend.decode_for_display(pred) if pred is not None else None
-                if runner is not None:
-                    runner.stats.add_stage("decode", time.perf_counter() - t)
-            except Exception as exc:  # noqa: BLE001 - the live view must never take the node down
-                self.get_logger().warning(f"live view decode failed: {exc}", throttle_duration_sec=10.0)
-                predicted = None
-            real = self.inputs.latest_keyframe()
-            if real is None:
-                continue
-            self._display_pending = False
-            view = compose_live_view(real.images, predicted,
-                                     f"{self._episode_id} chunk {pred.chunk_index if pred else '-'} "
-                                     f"(real after action {real.action_index})")
-            if self._stop.is_set():   # shutting down: the publisher may already be destroyed
-                break
-            self.frames_pub.publish(rgb_to_image_msg(view, time.time_ns(), "lingbot_va_live_view"))
+    # -- live view: copies only (the live-view node decodes) -------------------------------------------------
+    def _publish_latents(self, pred, header) -> None:
+        display = self.backend.display_latents(pred)
+        if display is None:
+            return
+        msg = PredictedLatents(header=header, episode_id=self._episode_id, chunk_index=pred.chunk_index,
+                               start_index=pred.start_index, camera_names=list(self.spec.camera_names),
+                               frame_action_indices=[int(k) for k in display.frame_action_indices])
+        msg.shape, msg.dtype, msg.data = pack_latents(display.latents)
+        self.latents_pub.publish(msg)
+
+    def _publish_prediction_errors(self) -> None:
+        """Chunks grounded since the last chunk: how far their predicted video was from the real key frames."""
+        for err in self.backend.pop_prediction_errors():
+            msg = PredictionError(episode_id=self._episode_id, chunk_index=err.chunk_index,
+                                  start_index=err.start_index, num_frames=err.num_frames,
+                                  latent_mse=float(err.latent_mse), camera_names=list(err.camera_mse),
+                                  camera_latent_mse=[float(v) for v in err.camera_mse.values()])
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self.error_pub.publish(msg)
+            self._latent_mse = self._latent_mse + [(err.chunk_index, float(err.latent_mse))]
 
     # -- liveliness and diagnostics ------------------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
@@ -330,6 +325,11 @@ class InferenceNode(Node):
                 values[f"latency_{stage}_median_ms"] = f"{1e3 * float(np.median(secs[-20:])):.1f}"
             if s.deadline_misses:
                 level = DiagnosticStatus.WARN
+        errors = self._latent_mse
+        if errors:
+            values.update({"prediction_latent_mse_last": f"{errors[-1][1]:.4f}",
+                           "prediction_latent_mse_chunk": str(errors[-1][0]),
+                           "prediction_latent_mse_median": f"{float(np.median([e for _, e in errors])):.4f}"})
         try:
             import torch
 

@@ -13,6 +13,10 @@ DEFAULT_TOPICS = [
     topics.OBSERVATION, topics.ACTION_CHUNK, topics.ACTION_TICK, topics.EXECUTED_ACTIONS, topics.COMMAND,
     topics.PREDICTED_FRAMES, topics.PREDICTED_TRAJECTORY, topics.EXECUTOR_STATE, topics.JOINT_STATES,
     topics.DIAGNOSTICS, "/sim_arm/*/image_raw", "/tf", "/tf_static",
+    # the live view: what the model imagined, per chunk, and how it compared with what happened
+    topics.PREDICTED_FRAMES_COMPRESSED, topics.PREDICTED_FRAMES_INFO, topics.PREDICTION_VS_REAL,
+    topics.PREDICTION_VS_REAL_COMPRESSED, topics.PREDICTION_VS_REAL_INFO, topics.PREDICTED_LATENTS,
+    topics.PREDICTION_ERROR,
 ]
 
 

@@ -1173,7 +1173,7 @@ def demo_options(checkpoint: str | os.PathLike, mode: str = "sync", record: bool
 
     return BringupOptions(arm="sim_random_policy", embodiment="demo_sim", checkpoint=str(checkpoint), device="cpu",
                           mode=mode, record=record, recording_dir=recording_dir, use_sim=True, torch_threads=1,
-                          display_rate_hz=display_rate_hz)
+                          live_view=display_rate_hz > 0, display_rate_hz=display_rate_hz)
 
 
 def tiny_checkpoint(directory: str | os.PathLike, embodiment: str = "demo_sim") -> Path:

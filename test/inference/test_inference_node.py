@@ -26,7 +26,8 @@ from lingbot_va_ros.common import qos, topics
 from lingbot_va_ros.common.conversions import pack_matrix, rgb_to_image_msg, stamp_to_ns
 from lingbot_va_ros.common.paths import resolve_config
 from lingbot_va_ros.model.embodiment import load_embodiment
-from lingbot_va_ros.msg import ActionChunk, ActionTick, ExecutedActions, Observation
+from lingbot_va_ros.msg import (ActionChunk, ActionTick, ExecutedActions, Observation, PredictedLatents,
+                                PredictionError)
 from lingbot_va_ros.testing.ros_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
@@ -107,12 +108,13 @@ class Graph:
                                        "max_wait": 0.2} for cam, topic in CAMERA_TOPICS.items()}},
             INFERENCE: {"checkpoint": str(checkpoint), "embodiment": embodiment, "device": "cpu", "mode": mode,
                         "torch_threads": 1, "feedback_timeout_s": FEEDBACK_TIMEOUT, "diagnostics_hz": 5.0,
-                        "fallback_to_sync_after": 0, "display": {"rate_hz": 2.0}},
+                        "fallback_to_sync_after": 0},
         }
         self.chunks = probe.subscribe(ActionChunk, topics.ACTION_CHUNK, qos.RELIABLE_DEEP)
         self.ticks = probe.subscribe(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
         self.diagnostics = probe.subscribe(DiagnosticArray, topics.DIAGNOSTICS, qos.RELIABLE_DEEP)
-        self.live_view = probe.subscribe(Image, topics.PREDICTED_FRAMES, qos.SENSOR_DATA)
+        self.latents = probe.subscribe(PredictedLatents, topics.PREDICTED_LATENTS, qos.RELIABLE_DEEP)
+        self.prediction_errors = probe.subscribe(PredictionError, topics.PREDICTION_ERROR, qos.RELIABLE_DEEP)
         self.procs = {}
         for name, module in MODULES.items():
             path = tmp_path / f"{name}.yaml"
@@ -261,12 +263,21 @@ def test_sync_episode_bad_inputs_and_killed_executor(graph_factory):
         tick = wait_until(lambda: _last_tick_time(g, ep.id, end), 10, f"tick of action {end}")
         assert times[n + 1] - chunks[n + 1].inference_latency > tick - 0.02, (n, times, tick)
         assert chunks[n + 1].observation_action_index == end
-    # the live view showed a real key frame beside a predicted one
-    view = g.live_view.wait_for(count=1, timeout=20, what="live view image")[0]
-    assert view.encoding == "rgb8" and view.width > EMBODIMENT.image_sizes["cam_high"][1]
+    # the live view's input: every chunk's predicted latents (same stamp as the chunk), and the prediction error
+    # of every chunk grounded before the last prediction (chunks 0 and 1)
+    latents = g.latents.wait_for(lambda m: m.episode_id == ep.id, 3, 20, "predicted latents")
+    assert [m.chunk_index for m in latents] == [0, 1, 2]
+    for m, c in zip(latents, chunks):
+        assert stamp_to_ns(m.header.stamp) == stamp_to_ns(c.header.stamp) and m.start_index == c.start_index
+        assert m.dtype == "float16" and list(m.shape) == [48, EMBODIMENT.frame_chunk_size, EMBODIMENT.latent_height,
+                                                          EMBODIMENT.latent_width]
+    assert list(latents[0].frame_action_indices) == [-1, EMBODIMENT.first_chunk_actions - 1]
+    errors = g.prediction_errors.wait_for(lambda m: m.episode_id == ep.id, 2, 20, "prediction errors")
+    assert [e.chunk_index for e in errors] == [0, 1] and all(e.latent_mse > 0 for e in errors)
     status = g.inference_status()
     assert status["mode"] == "sync" and status["backend"] == "lingbot_va"
     assert float(status["latency_predict_median_ms"]) > 0 and "latency_ground_median_ms" in status
+    assert float(status["prediction_latent_mse_last"]) > 0
 
     # the executor dies mid-episode: no executed actions (and no ticks, so no key frames) -> aborted, saying so
     ep = g.send(max_chunks=0)

@@ -25,6 +25,7 @@ SCHEMAS = {
     "lingbot_va_executor": "lingbot_va_ros.executor.params:ExecutorParams",
     "lingbot_va_inference": "lingbot_va_ros.inference.params:InferenceParams",
     "lingbot_va_recorder": "lingbot_va_ros.recording.params:RecorderParams",
+    "lingbot_va_live_view": "lingbot_va_ros.live_view.params:LiveViewParams",
 }
 
 
@@ -169,3 +170,16 @@ def test_ros_params_files_hold_no_empty_lists():
             assert node.startswith("/**/"), f"{path.name}: key '{node}' only matches the node in the root namespace"
             for key, value in flatten((section or {}).get("ros__parameters", {})).items():
                 assert value != [], f"{path.name}: {node}.{key} is an empty list"
+
+
+def test_live_view_decodes_with_the_inference_nodes_checkpoint_and_layout(launch_api):
+    nodes = _node_kwargs(_evaluate("bringup.launch.py", checkpoint="/ckpt", embodiment="robotwin", device="cpu"))
+    live = _merged_parameters("lingbot_va_live_view", nodes["lingbot_va_live_view"]["parameters"])
+    inference = _merged_parameters("lingbot_va_inference", nodes["lingbot_va_inference"]["parameters"])
+    assert (live["checkpoint"], live["embodiment"], live["device"]) == ("/ckpt", inference["embodiment"], "cpu")
+    assert live["base_checkpoint"] == inference["base_checkpoint"] and inference["display.enabled"] is True
+    # without it nothing decodes, so the inference node does not publish latents either
+    nodes = _node_kwargs(_evaluate("bringup.launch.py", live_view="false"))
+    assert "lingbot_va_live_view" not in nodes
+    inference = _merged_parameters("lingbot_va_inference", nodes["lingbot_va_inference"]["parameters"])
+    assert inference["display.enabled"] is False

@@ -143,14 +143,45 @@ def test_naive_async_flow(backend):
     assert p2.start_index == 48 and np.isfinite(p2.actions).all()
 
 
-def test_decode_for_display(backend):
+def test_display_latents_are_a_copy_with_the_action_index_each_frame_predicts(backend):
+    spec, emb = backend.spec, backend.embodiment
+    backend.reset("place the cup", keyframe(spec))
+    p0 = backend.predict_chunk()
+    shown = backend.display_latents(p0)
+    f, a = emb.frame_chunk_size, emb.action_per_frame
+    assert shown.latents.dtype == np.float16
+    assert shown.latents.shape == (48, f, emb.latent_height, emb.latent_width)
+    # chunk 0: frame 0 is the conditioning (initial) frame, frame 1 ends with the key frame after action 15
+    assert shown.frame_action_indices == (-1, a - 1)
+    np.testing.assert_allclose(shown.latents, p0.display_handle.latents.numpy(), atol=2e-2, rtol=1e-2)
+    shown.latents[:] = 0                      # the caller owns its copy: the backend's prediction is untouched
+    assert p0.display_handle.latents.abs().sum() > 0
+    backend.ground(keyframes(spec, 4, 1), p0.actions, 0)
+    p1 = backend.predict_chunk()
+    assert backend.display_latents(p1).frame_action_indices == (16 + a - 1, 16 + 2 * a - 1)
+    assert backend.display_latents(ChunkPrediction(0, 0, np.zeros((16, 14), np.float32))) is None
+
+
+def test_grounding_measures_the_prediction_error_against_the_real_latents(backend):
     spec = backend.spec
     backend.reset("place the cup", keyframe(spec))
-    frames = backend.decode_for_display(backend.predict_chunk())
-    assert set(frames) == set(spec.camera_names)
-    for cam, img in frames.items():
-        assert img.shape == (*spec.image_sizes[cam], 3) and img.dtype == np.uint8
-    assert backend.decode_for_display(ChunkPrediction(0, 0, np.zeros((16, 14), np.float32))) is None
+    p0 = backend.predict_chunk()
+    assert backend.pop_prediction_errors() == []
+    real = keyframes(spec, 4, 1)
+    backend.ground(real, p0.actions, 0)
+    (err,) = backend.pop_prediction_errors()
+    assert backend.pop_prediction_errors() == []            # drained
+    # the same number, computed independently: the real key frames through a fresh encoder primed like the
+    # backend's (initial frame first), against the chunk's predicted frame 1
+    from lingbot_va_ros.model.vae import ObservationEncoder
+
+    encoder = ObservationEncoder(backend.components.vae, backend.embodiment.camera_layout)
+    encoder.encode([keyframe(spec)])
+    real_latents = encoder.encode(real)
+    predicted = p0.display_handle.latents[:, 1:]
+    assert (err.chunk_index, err.start_index, err.num_frames) == (0, 0, 1)
+    assert err.latent_mse == pytest.approx(float((predicted - real_latents).pow(2).mean()), rel=1e-5)
+    assert set(err.camera_mse) == set(spec.camera_names) and all(v > 0 for v in err.camera_mse.values())
 
 
 def test_ee_relative_embodiment(components):
