@@ -121,4 +121,6 @@ def read_checkpoint(path: Path) -> dict:
 def load_optimizer_state(model, optimizer, osd: dict) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
+    # strict=False: a parameter that never received a gradient before the save (e.g. the action head when
+    # every sample so far was an FDM sequence) has no AdamW state, which is exactly the state to restore
+    set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True, strict=False))

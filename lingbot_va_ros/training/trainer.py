@@ -181,6 +181,8 @@ class Trainer:
             if ctx.is_main:
                 print(f"[train] resuming from {path} (step {self.start_step})", flush=True)
         model = model.float().to(ctx.device).train().requires_grad_(True)
+        # never called (the text path always uses the video copy, spec §1.1 item 3): nothing to train
+        model.condition_embedder_action.text_embedder.requires_grad_(False)
         if ctx.distributed:
             model = shard_model(model, ctx, compute_dtype(cfg.mixed_precision, ctx.device))
         elif compute_dtype(cfg.mixed_precision, ctx.device) != torch.float32:
