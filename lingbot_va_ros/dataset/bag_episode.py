@@ -331,9 +331,9 @@ def bag_to_episode(bag: str | Path, embodiment: EmbodimentConfig, cameras: dict[
         "source_bag": str(bag), "episode_id": c.episode_id, "source": "model" if trial else str(
             info.get("source") or "demo"),
         "outcome": str(info.get("outcome") or ""), "prompt": str(info.get("prompt") or ""),
-        "dropped_leading_rows": first, **{k: info[k] for k in ("pipeline_mode", "checkpoint_hash", "seed",
-                                                                "teleop_source", "recording_state")
-                                          if info.get(k) not in (None, "")},
+        "dropped_leading_rows": first, **{k: v for k, v in info.items() if v not in (None, "") and (
+            k in ("pipeline_mode", "checkpoint", "checkpoint_hash", "seed", "recording_state", "reason")
+            or k.startswith("teleop_"))},
         **notes, **(extra_metadata or {}),
     }
     prompt = task or str(info.get("prompt") or "")

@@ -71,6 +71,7 @@ class DemoSession:
         node.create_subscription(String, params.stop_topic, self._on_stop, qos.RELIABLE)
         self.driver.start()
         self.bags: list[str] = []
+        self.commands_published = 0
 
     def _on_stop(self, msg) -> None:
         with self._lock:
@@ -99,6 +100,21 @@ class DemoSession:
         msg = self._JointState(name=self.joint_names, position=q.tolist(), velocity=v.tolist())
         msg.header.stamp = ns_to_stamp(stamp_ns)
         self.command_pub.publish(msg)
+        self.commands_published += 1
+
+    def _wait_recorder_caught_up(self) -> None:
+        """Until the recorder has received every command published so far (a loaded recorder lags; closing the
+        episode earlier would put its last commands into the next bag or outside any)."""
+        from lingbot_va_ros.common import topics
+
+        deadline = time.monotonic() + self.params.wait_timeout_s
+        while (self.recorder.status.get("received") or {}).get(topics.COMMAND, 0) < self.commands_published:
+            if time.monotonic() > deadline:
+                self.log(f"warning: the recorder received only "
+                         f"{(self.recorder.status.get('received') or {}).get(topics.COMMAND, 0)} of "
+                         f"{self.commands_published} commands within {self.params.wait_timeout_s:g} s")
+                return
+            time.sleep(0.05)
 
     def run(self) -> list[str]:
         """Record the configured episodes; returns the closed bags. Ctrl-C closes the open episode and returns."""
@@ -131,6 +147,7 @@ class DemoSession:
                 outcome, reason = "failed", f"{type(exc).__name__}: {exc}"
                 self.recorder.stop(episode_id, outcome=outcome, reason=reason, timeout=p.wait_timeout_s)
                 raise
+            self._wait_recorder_caught_up()
             bag = self.recorder.stop(episode_id, outcome=outcome, reason=reason, timeout=p.wait_timeout_s)
             self.bags.append(bag)
             self.log(f"  closed {bag} ({outcome}: {reason})")
@@ -193,8 +210,9 @@ def _load_params(args: argparse.Namespace) -> DemoRecorderParams:
     if args.params_file:
         path = Path(args.params_file)
         doc = yaml.safe_load(path.read_text()) or {}
-        for key in ("/**", "**", "lingbot_va_demo_recorder", "/lingbot_va_demo_recorder"):
-            data.update(((doc.get(key) or {}).get("ros__parameters")) or {})
+        for key in sorted(doc, key=lambda k: k not in ("/**", "**")):   # wildcard first, then node sections
+            if key in ("/**", "**") or str(key).endswith("lingbot_va_demo_recorder"):
+                data.update(((doc.get(key) or {}).get("ros__parameters")) or {})
     flags = {"prompt": args.prompt, "source": args.source, "arm": args.arm, "embodiment": args.embodiment,
              "rate_hz": args.rate, "episodes": args.episodes, "duration_s": args.duration, "seed": args.seed,
              "episode_prefix": args.prefix, "wait_timeout_s": args.wait_timeout}
