@@ -27,6 +27,8 @@ setup(
             "lingbot-va-score = lingbot_va_ros.scoring.cli:main",
             "lingbot-va-replay = lingbot_va_ros.replay.cli:main",
             "lingbot-va-bag-repair = lingbot_va_ros.recording.repair:main",
+            "lingbot-va-export = lingbot_va_ros.dataset.export:main",
+            "lingbot-va-record-demo = lingbot_va_ros.teleop.record_demo:main",
             "lingbot-va-train = lingbot_va_ros.training.cli:main",
         ],
         # Third-party packages extend the product through these groups (see docs/plugins.md).
@@ -40,6 +42,10 @@ setup(
             "ros_image = lingbot_va_ros.camera.sources:RosImageSource",
             "ros_compressed = lingbot_va_ros.camera.sources:RosCompressedImageSource",
             "opencv = lingbot_va_ros.camera.sources:OpenCvSource",
+        ],
+        "lingbot_va_ros.teleop_sources": [
+            "topic = lingbot_va_ros.teleop.sources:TopicSource",
+            "scripted = lingbot_va_ros.teleop.sources:ScriptedSource",
         ],
         "lingbot_va_ros.policy_backends": [
             "lingbot_va = lingbot_va_ros.model.backend:LingBotVABackend",
