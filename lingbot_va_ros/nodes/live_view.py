@@ -178,7 +178,7 @@ class LiveViewNode(Node):
         view = compose_side_by_side(
             real.images if real is not None else None, furthest.images, self.cameras,
             f"real @{real_index}" if real is not None else "real (none yet)",
-            f"predicted @{furthest.action_index}",
+            f"pred @{furthest.action_index}",
             f"{chunk.episode_id} chunk {chunk.chunk_index}: key frame after action {furthest.action_index} as "
             f"predicted | newest real key frame ({self.decoder.name})")
         delay = self._publish(view, self.frames_pub, self.frames_jpeg_pub, self.frames_info_pub, furthest,
@@ -197,8 +197,7 @@ class LiveViewNode(Node):
         pred, real = pair.prediction, pair.real
         mse = pixel_mse(pred.images, real.images, self.cameras)
         view = compose_side_by_side(
-            real.images, pred.images, self.cameras, f"real @{real.action_index}",
-            f"predicted by chunk {pred.chunk_index}",
+            real.images, pred.images, self.cameras, f"real @{real.action_index}", f"pred c{pred.chunk_index}",
             f"{pred.episode_id} chunk {pred.chunk_index}: key frame after action {pred.action_index}, predicted vs "
             f"real: pixel MSE {mse:.0f} ({psnr(mse):.1f} dB)")
         self._publish(view, self.pvr_pub, self.pvr_jpeg_pub, self.pvr_info_pub, pred, real.action_index, mse)

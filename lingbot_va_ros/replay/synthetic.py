@@ -49,14 +49,17 @@ def write_synthetic_episode(bag: str | Path, backend: PolicyBackend, *, prompt: 
     from sensor_msgs.msg import Image, JointState
 
     from lingbot_va_ros.common.conversions import ns_to_stamp, pack_matrix, rgb_to_image_msg, seconds_to_duration
-    from lingbot_va_ros.msg import ActionChunk, ActionTick, ExecutedActions, Observation
+    from lingbot_va_ros.live_view.compose import compose_side_by_side, pixel_mse
+    from lingbot_va_ros.msg import (ActionChunk, ActionTick, ExecutedActions, Observation, PredictedFrameInfo,
+                                    PredictionError)
 
     spec = backend.spec
     period_ns = int(round(1e9 / spec.control_hz))
     rng = np.random.default_rng(image_seed)
+    live_rng = np.random.default_rng(image_seed + 1)
     latency = itertools.cycle(latencies_s)
     events: list[tuple[int, str, object]] = []
-    state = {"arm_free_ns": T0_NS, "clock_ns": T0_NS, "idle_ns": 0, "kf": 0}
+    state = {"arm_free_ns": T0_NS, "clock_ns": T0_NS, "idle_ns": 0, "kf": 0, "last_start": 0}
     inputs = EpisodeInputs(spec)
     inputs.start(episode_id)
     chunks: list[np.ndarray] = []
@@ -90,9 +93,26 @@ def write_synthetic_episode(bag: str | Path, backend: PolicyBackend, *, prompt: 
         chunk.shape, chunk.actions = pack_matrix(pred.actions)
         events.append((publish_ns, topics.ACTION_CHUNK, chunk))
         chunks.append(pred.actions.copy())
+        end_index = pred.start_index + pred.actions.shape[0] - 1
+        # the live view's "prediction" of the chunk's last key frame (own generator: the episode's images unchanged)
+        predicted = _images(spec, live_rng)
         if with_live_view:
             view = rng.integers(0, 256, (48, 128, 3), dtype=np.uint8)
-            events.append((publish_ns + 2_000_000, topics.PREDICTED_FRAMES, rgb_to_image_msg(view, publish_ns, "live")))
+            image = rgb_to_image_msg(view, publish_ns, "live")
+            events.append((publish_ns + 2_000_000, topics.PREDICTED_FRAMES, image))
+            events.append((publish_ns + 2_000_000, topics.PREDICTED_FRAMES_INFO, PredictedFrameInfo(
+                header=image.header, episode_id=episode_id, chunk_index=pred.chunk_index, action_index=end_index,
+                real_action_index=pub.observation_action_index, chunk_stamp=chunk.header.stamp, decode_latency=0.001,
+                publish_delay=0.002, decoder="synthetic", pixel_mse=-1.0)))
+            if pred.chunk_index > 0:           # the previous chunk was grounded before this one was predicted
+                error = PredictionError(episode_id=episode_id, chunk_index=pred.chunk_index - 1,
+                                        start_index=state["last_start"], num_frames=1,
+                                        latent_mse=1.0 + 0.25 * pred.chunk_index,
+                                        camera_names=list(spec.camera_names),
+                                        camera_latent_mse=[1.0 + 0.25 * pred.chunk_index] * len(spec.camera_names))
+                error.header.stamp = chunk.header.stamp
+                events.append((publish_ns + 1_000_000, topics.PREDICTION_ERROR, error))
+        state["last_start"] = pred.start_index
         # the arm starts the chunk when it has it and has finished the previous one
         start_ns = max(publish_ns, state["arm_free_ns"])
         if pred.chunk_index > 0:
@@ -111,6 +131,18 @@ def write_synthetic_episode(bag: str | Path, backend: PolicyBackend, *, prompt: 
                 events.extend([(t, topics.ACTION_TICK, tick),
                                (t + 1_000_000, topics.OBSERVATION, observation(index, t, images))])
                 inputs.add_keyframe(episode_id, index, t, images)
+                if with_live_view and index == end_index:      # the chunk's prediction meets what happened
+                    cams = list(spec.camera_names)
+                    mse = pixel_mse(predicted, images, cams)
+                    pair = rgb_to_image_msg(compose_side_by_side(images, predicted, cams, f"real @{index}",
+                                                                 f"predicted by chunk {pred.chunk_index}"),
+                                            t + 3_000_000, "live")
+                    events.extend([(t + 3_000_000, topics.PREDICTION_VS_REAL, pair),
+                               (t + 3_000_000, topics.PREDICTION_VS_REAL_INFO, PredictedFrameInfo(
+                                   header=pair.header, episode_id=episode_id, chunk_index=pred.chunk_index,
+                                   action_index=index, real_action_index=index, chunk_stamp=chunk.header.stamp,
+                                   decode_latency=0.001, publish_delay=(t + 3_000_000 - publish_ns) / 1e9,
+                                   decoder="synthetic", pixel_mse=mse))])
         end_ns = start_ns + pred.actions.shape[0] * period_ns
         done = ExecutedActions(episode_id=episode_id, start_index=pred.start_index, action_space=spec.action_space,
                                channel_names=list(spec.channel_names), modified=[False] * pred.actions.shape[0])
@@ -135,6 +167,9 @@ def write_synthetic_episode(bag: str | Path, backend: PolicyBackend, *, prompt: 
     types = {topics.OBSERVATION: Observation, topics.ACTION_CHUNK: ActionChunk, topics.ACTION_TICK: ActionTick,
              topics.EXECUTED_ACTIONS: ExecutedActions, topics.COMMAND: JointState, topics.PREDICTED_FRAMES: Image,
              topics.DIAGNOSTICS: DiagnosticArray}
+    if with_live_view:
+        types.update({topics.PREDICTED_FRAMES_INFO: PredictedFrameInfo, topics.PREDICTION_VS_REAL: Image,
+                      topics.PREDICTION_VS_REAL_INFO: PredictedFrameInfo, topics.PREDICTION_ERROR: PredictionError})
     custom = {"episode_id": episode_id, "prompt": prompt, "pipeline_mode": mode, "recording_mode": "episodes",
               "outcome": "completed", **(metadata or {})}
     writer = CrashSafeBagWriter(bag, encode_custom_data(custom)).open()

@@ -1,4 +1,5 @@
-"""What a trial report shows from a bag: inference latency per chunk, arm idle gaps, a few live-view frames.
+"""What a trial report shows from a bag: inference latency per chunk, arm idle gaps, a few live-view frames, and
+per chunk the predicted key frame beside the real one (/lingbot_va/prediction_vs_real) with the prediction error.
 
 Everything is read with an EMPTY typestore (types from the bag), so old bags stay readable after the
 project's messages change.
@@ -12,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lingbot_va_ros.common import topics
-from lingbot_va_ros.common.conversions import MessageError, image_msg_to_rgb
+from lingbot_va_ros.common.conversions import MessageError, compressed_msg_to_rgb, image_msg_to_rgb
 from lingbot_va_ros.recording.bag_reader import BagError, iter_messages, open_bag, read_episode_info, topic_counts
 
 
@@ -33,6 +34,17 @@ class IdleGap:
     after_action_index: int
 
 
+@dataclass(frozen=True)
+class PredictionVsReal:
+    """One /lingbot_va/prediction_vs_real image (real key frame k | its prediction) with its info."""
+
+    t_s: float                  # receive time, seconds since the bag's first message
+    chunk_index: int
+    action_index: int
+    pixel_mse: float
+    rgb: np.ndarray
+
+
 @dataclass
 class EpisodeAnalysis:
     bag: Path
@@ -45,6 +57,9 @@ class EpisodeAnalysis:
     idle_source: str = ""       # "action_tick" | "command" | "" (nothing to measure)
     active_span_s: float = 0.0  # first to last measured action
     frames: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    predicted_frames_per_chunk: dict[int, int] = field(default_factory=dict)   # predicted_frames_info per chunk
+    predictions: list[PredictionVsReal] = field(default_factory=list)           # first one per chunk, in order
+    latent_mse: dict[int, float] = field(default_factory=dict)                  # chunk -> PredictionError.latent_mse
     error: str = ""
 
     @property
@@ -102,7 +117,7 @@ def _stamp_ns(stamp) -> int:
 
 
 def analyse_bag(path: str | Path, max_frames: int = 4, frames_topic: str = topics.PREDICTED_FRAMES,
-                control_period_s: float | None = None) -> EpisodeAnalysis:
+                control_period_s: float | None = None, max_strip: int = 24) -> EpisodeAnalysis:
     """Read one bag; errors end up in ``.error`` so a report can list the bag instead of failing."""
     result = EpisodeAnalysis(Path(path))
     try:
@@ -139,6 +154,7 @@ def analyse_bag(path: str | Path, max_frames: int = 4, frames_topic: str = topic
                         except MessageError:
                             pass
                     frame_k += 1
+            _read_predictions(reader, result, t0, max_strip)
         result.control_period_s = control_period_s or (float(np.median(periods)) if periods else None)
         period = result.control_period_s
         if period and len(ticks) >= 2:
@@ -153,3 +169,40 @@ def analyse_bag(path: str | Path, max_frames: int = 4, frames_topic: str = topic
     except (BagError, OSError, KeyError, ValueError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     return result
+
+
+def _header_key(msg) -> tuple[int, str]:
+    return _stamp_ns(msg.header.stamp), str(msg.header.frame_id)
+
+
+def _read_predictions(reader, result: EpisodeAnalysis, t0: int, max_strip: int) -> None:
+    """Live-view facts: predicted-frame messages per chunk, latent error per grounded chunk, and the first
+    prediction-vs-real image of up to ``max_strip`` chunks (matched to its info by the shared header)."""
+    wanted: dict[tuple[int, str], object] = {}
+    chosen: set[int] = set()
+    for topic, _t, msg in iter_messages(reader, [topics.PREDICTED_FRAMES_INFO, topics.PREDICTION_VS_REAL_INFO,
+                                                 topics.PREDICTION_ERROR]):
+        if topic == topics.PREDICTED_FRAMES_INFO:
+            chunk = int(msg.chunk_index)
+            result.predicted_frames_per_chunk[chunk] = result.predicted_frames_per_chunk.get(chunk, 0) + 1
+        elif topic == topics.PREDICTION_ERROR:
+            result.latent_mse[int(msg.chunk_index)] = float(msg.latent_mse)
+        elif int(msg.chunk_index) not in chosen and len(chosen) < max_strip:
+            chosen.add(int(msg.chunk_index))
+            wanted[_header_key(msg)] = msg
+    if not wanted:
+        return
+    found: dict[tuple[int, str], PredictionVsReal] = {}
+    # the raw image when recorded, else its JPEG (a bag may keep only the compressed stream)
+    for topic, t_ns, msg in iter_messages(reader, [topics.PREDICTION_VS_REAL, topics.PREDICTION_VS_REAL_COMPRESSED]):
+        key = _header_key(msg)
+        info = wanted.get(key)
+        if info is None or (key in found and topic == topics.PREDICTION_VS_REAL_COMPRESSED):
+            continue
+        try:
+            rgb = image_msg_to_rgb(msg) if topic == topics.PREDICTION_VS_REAL else compressed_msg_to_rgb(msg)
+        except MessageError:
+            continue
+        found[key] = PredictionVsReal((t_ns - t0) / 1e9, int(info.chunk_index), int(info.action_index),
+                                      float(info.pixel_mse), rgb)
+    result.predictions = sorted(found.values(), key=lambda p: p.chunk_index)

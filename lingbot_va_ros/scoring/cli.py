@@ -50,7 +50,8 @@ def _annotate(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from lingbot_va_ros.scoring.report import build_report
 
-    report = build_report(args.dirs, args.out, plots=not args.no_plots, max_frames=args.frames)
+    report = build_report(args.dirs, args.out, plots=not args.no_plots, max_frames=args.frames,
+                          strip_chunks=args.strip_chunks)
     for s in report.summaries:
         print(f"{s.task:24s} N={s.n_trials:3d}  PS {s.progress_score:5.1f}  SR {s.success_rate:5.1f}")
     if report.summaries:
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True, help="report folder (created)")
     r.add_argument("--no-plots", action="store_true", help="scores only (fast; no bag plots or frames)")
     r.add_argument("--frames", type=int, default=4, help="live-view frames shown per trial (default 4)")
+    r.add_argument("--strip-chunks", type=int, default=24, help="chunks in each trial's prediction-vs-real strip "
+                   "(default 24)")
     r.set_defaults(func=_report)
     args = parser.parse_args(argv)
     try:

@@ -62,13 +62,15 @@ def collect_trials(dirs: Iterable[str | Path]) -> tuple[list[Trial], list[Path],
     return trials, unannotated, problems
 
 
-def build_report(dirs: Iterable[str | Path], out_dir: str | Path, plots: bool = True, max_frames: int = 4) -> Report:
+def build_report(dirs: Iterable[str | Path], out_dir: str | Path, plots: bool = True, max_frames: int = 4,
+                 strip_chunks: int = 24) -> Report:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trials, unannotated, problems = collect_trials(dirs)
     summaries = summarize(t.score for t in trials)  # raises ScoringError on inconsistent step lists
     for trial in trials:
-        trial.analysis = analyse_bag(trial.bag, max_frames=max_frames if plots else 0)
+        trial.analysis = analyse_bag(trial.bag, max_frames=max_frames if plots else 0,
+                                     max_strip=strip_chunks if plots else 0)
         if trial.analysis.error:
             problems.append(f"{trial.bag}: {trial.analysis.error}")
         if plots:
@@ -126,7 +128,28 @@ def _trial_plots(trial: Trial, out: Path) -> dict[str, str]:
         path = folder / f"frames_{k}.png"
         plt.imsave(path, rgb)
         made[f"frames_{k}@{t_s:.1f}s"] = path.relative_to(out).as_posix()
+    if a.predictions:
+        made["prediction_strip"] = _prediction_strip(a, folder / "prediction_vs_real.png", out, plt)
     return made
+
+
+def _prediction_strip(a: EpisodeAnalysis, path: Path, out: Path, plt, per_row: int = 6) -> str:
+    """Per chunk, its prediction-vs-real image (real key frame k | the chunk's prediction of it), in chunk order,
+    captioned with the chunk, k, the pixel error and the latent error of that chunk."""
+    n = len(a.predictions)
+    cols = min(per_row, n)
+    rows = -(-n // cols)
+    aspect = a.predictions[0].rgb.shape[1] / a.predictions[0].rgb.shape[0]
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * aspect * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, p in zip(axes.flat, a.predictions):
+        ax.imshow(p.rgb)
+        latent = a.latent_mse.get(p.chunk_index)
+        ax.set_title(f"chunk {p.chunk_index}: key frame @{p.action_index}\npixel MSE {p.pixel_mse:.0f}"
+                     + (f", latent MSE {latent:.2f}" if latent is not None else ""), fontsize=7)
+    fig.suptitle("real key frame | predicted, per chunk (/lingbot_va/prediction_vs_real)", fontsize=9)
+    return _save(fig, path, out, plt)
 
 
 def _summary_plot(summaries: list[TaskSummary], out: Path) -> str:
@@ -164,7 +187,12 @@ def _trial_json(t: Trial) -> dict[str, Any]:
                      "checkpoint_hash": a.info.get("checkpoint_hash", ""), "duration_s": a.duration_s,
                      "chunks": len(a.chunks), "latency": a.latency_stats(), "idle_total_s": a.idle_total_s,
                      "idle_fraction": a.idle_fraction, "idle_source": a.idle_source, "bag_error": a.error,
-                     "plots": t.plots})
+                     "plots": t.plots,
+                     "live_view": {"predicted_frames_per_chunk": {str(c): n for c, n in
+                                                                  sorted(a.predicted_frames_per_chunk.items())},
+                                   "prediction_vs_real": [{"chunk_index": p.chunk_index, "action_index": p.action_index,
+                                                           "pixel_mse": p.pixel_mse} for p in a.predictions],
+                                   "latent_mse": {str(c): v for c, v in sorted(a.latent_mse.items())}}})
     return data
 
 
@@ -279,5 +307,17 @@ def _trial_html(t: Trial) -> str:
         body.append(f"<div class=frames><p>live view (real | predicted) at {times}</p>{images}</div>")
     elif a is not None and not a.error:
         body.append("<p>no predicted frames recorded (live view disabled, or topic not recorded)</p>")
+    if "prediction_strip" in t.plots and a is not None:
+        chunks = sorted(set(a.predicted_frames_per_chunk) | {c.chunk_index for c in a.chunks})
+        rows = "".join(
+            f"<tr><td class=num>{c}</td><td class=num>{a.predicted_frames_per_chunk.get(c, 0)}</td>"
+            f"<td class=num>{_e(next((p.action_index for p in a.predictions if p.chunk_index == c), ''))}</td>"
+            f"<td class=num>{next((f'{p.pixel_mse:.0f}' for p in a.predictions if p.chunk_index == c), '')}</td>"
+            f"<td class=num>{f'{a.latent_mse[c]:.3f}' if c in a.latent_mse else ''}</td></tr>" for c in chunks)
+        body.append("<div class=strip><p>prediction vs real per chunk: the real key frame k beside what the chunk "
+                    "predicted for it</p>"
+                    f"<img src='{_e(t.plots['prediction_strip'])}' alt='prediction vs real per chunk'></div>"
+                    "<table><tr><th>chunk</th><th>predicted-frame messages</th><th>key frame after action</th>"
+                    f"<th>pixel MSE</th><th>latent MSE (grounding)</th></tr>{rows}</table>")
     return (f"<details id='{_e(_slug('trial-' + t.trial_id))}'><summary>trial {_e(t.trial_id)}: "
             f"{t.score.total:g} / {t.score.max_score:g}</summary>{''.join(body)}</details>")

@@ -124,3 +124,37 @@ def test_report_lists_problems_and_rejects_inconsistent_step_lists(trials_dir, t
     assert any("lingbot-va-bag-repair" in p for p in data["problems"])
     assert score(["annotate", str(trials_dir / "ep-c"), "--task", "wipe", "--steps", "a,c", "--scores", "1,1"]) == 0
     assert score(["report", str(trials_dir), "--out", str(tmp_path / "r2")]) == 2
+
+
+def test_report_shows_each_chunks_prediction_beside_the_real_key_frame(trials_dir, tmp_path):
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from lingbot_va_ros.recording.bag_reader import iter_messages, open_bag
+    from lingbot_va_ros.scoring.bag_analysis import analyse_bag
+
+    bag = trials_dir / "ep-a"
+    assert score(["annotate", str(bag), "--task", "fold_pants", "--scores", "1,1,1"]) == 0
+    # what the bag holds: per chunk one prediction_vs_real image and its info (same header), errors per grounded chunk
+    with open_bag(bag) as reader:
+        infos = [m for _t, _n, m in iter_messages(reader, ["/lingbot_va/prediction_vs_real_info"])]
+        images = [m for _t, _n, m in iter_messages(reader, ["/lingbot_va/prediction_vs_real"])]
+    a = analyse_bag(bag)
+    assert [p.chunk_index for p in a.predictions] == [0, 1, 2, 3] == [i.chunk_index for i in infos]
+    assert [p.action_index for p in a.predictions] == [i.action_index for i in infos] == [3, 11, 19, 27]
+    first = np.frombuffer(bytes(images[0].data), np.uint8).reshape(images[0].height, images[0].width, 3)
+    np.testing.assert_array_equal(a.predictions[0].rgb, first)
+    assert a.predicted_frames_per_chunk == {0: 1, 1: 1, 2: 1, 3: 1}
+    assert a.latent_mse == {0: 1.25, 1: 1.5, 2: 1.75}        # the last chunk is never grounded
+    assert analyse_bag(bag, max_strip=2).predictions[-1].chunk_index == 1
+
+    out = tmp_path / "report"
+    assert score(["report", str(bag), "--out", str(out)]) == 0
+    trial = json.loads((out / "scores.json").read_text())["tasks"][0]["trials"][0]
+    strip = out / trial["plots"]["prediction_strip"]
+    assert PILImage.open(strip).size[0] > 4 * images[0].width          # the four chunks side by side
+    assert trial["live_view"]["latent_mse"] == {"0": 1.25, "1": 1.5, "2": 1.75}
+    assert [p["action_index"] for p in trial["live_view"]["prediction_vs_real"]] == [3, 11, 19, 27]
+    html = (out / "index.html").read_text()
+    assert trial["plots"]["prediction_strip"] in html and "prediction vs real per chunk" in html
+    assert "<td class=num>1.750</td>" in html
