@@ -151,11 +151,11 @@ def test_fdm_sequence_has_known_actions_and_only_the_video_loss():
     seq = build_sequence(s, d, cfg, vn, an, 6, "cpu")
     _, f, r = seq.layout.ids()
     roles = [int(r[a]) for a, _ in seq.layout.spans]
-    assert roles == [NOISY, CLEAN, CLEAN, KNOWN] and seq.outputs == [True, False, False, False]
+    assert roles == [NOISY, CLEAN, CLEAN, KNOWN] and seq.outputs == [True, False, True, False]
     assert torch.equal(seq.segments[2][0][0], s.actions) and torch.equal(seq.segments[3][0][0], s.actions)
     assert torch.all(seq.segments[3][1] == 0) and seq.action_target is None
-    outs = [torch.zeros_like(seq.segments[0][0]), None, None, None]
-    total, parts = sequence_loss(seq, outs, cfg)
+    outs = [torch.zeros_like(seq.segments[0][0]), None, torch.ones_like(seq.segments[2][0]), None]
+    total, parts = sequence_loss(seq, outs, cfg)      # the action head output only enters with weight 0
     assert set(parts) == {"loss", "fdm_loss"} and math.isclose(parts["loss"], 2.0 * parts["fdm_loss"], rel_tol=1e-6)
 
 
