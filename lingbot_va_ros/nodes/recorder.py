@@ -52,6 +52,15 @@ def message_class(msgtype: str):
                                  "that provides it") from None
 
 
+def _sample_id(info: dict) -> tuple | None:
+    """DDS identity of one sample (publisher gid + its sequence number); None when the middleware gives none."""
+    gid, seq = info.get("publisher_gid"), info.get("publication_sequence_number")
+    if gid is None or seq is None:
+        return None
+    data = gid.get("data") if isinstance(gid, dict) else gid
+    return (bytes(data) if data is not None else None, int(seq))
+
+
 @dataclass
 class RecordedTopic:
     name: str
@@ -62,6 +71,9 @@ class RecordedTopic:
     subscription: Any = None
     received: int = 0
     latched: deque | None = None                            # last messages of transient-local topics
+    # (publisher gid, sequence number) of the latched messages received: a re-created transient-local
+    # subscription is handed the publishers' history again, which is the same messages, not new ones
+    latched_ids: deque | None = None
 
 
 class RecorderNode(Node):
@@ -80,6 +92,7 @@ class RecorderNode(Node):
         self._last_closed: dict[str, Any] = {}
         self._ack, self._error = "", ""
         self._dropped_outside_episode = 0
+        self._duplicates_ignored = 0
         self._write_errors = 0
         self._session_episodes: list[dict[str, Any]] = []
         self._auto_bag = False                        # the open bag was opened by auto_episodes, not by 'start'
@@ -147,6 +160,7 @@ class RecorderNode(Node):
                                   [to_bag_qos(q) for q in offered], msg_cls)
             if topic.qos.durability == common_qos.LATCHED.durability:
                 topic.latched = deque(maxlen=topic.qos.depth)
+                topic.latched_ids = deque(maxlen=4 * topic.qos.depth)
             with self._lock:
                 self._topics[name] = topic
                 if self._bag is not None:
@@ -165,11 +179,17 @@ class RecorderNode(Node):
                                                       callback_group=self._io, raw=True)
 
     # -- data path --------------------------------------------------------------------------------------
-    def _on_message(self, topic: RecordedTopic, raw: bytes) -> None:
+    def _on_message(self, topic: RecordedTopic, raw: bytes, info: dict) -> None:
         stamp = self.get_clock().now().nanoseconds
         if topic.name == common_topics.ACTION_TICK and self.params.mode == "episodes" and self.params.auto_episodes:
             self._auto_episode(deserialize_message(raw, ActionTick).episode_id)
         with self._lock:
+            if topic.latched_ids is not None:
+                sample = _sample_id(info)
+                if sample is not None and sample in topic.latched_ids:
+                    self._duplicates_ignored += 1
+                    return
+                topic.latched_ids.append(sample)
             topic.received += 1
             if topic.latched is not None:
                 topic.latched.append((stamp, raw))
@@ -350,10 +370,13 @@ class RecorderNode(Node):
                 "bag_path": str(bag.path) if bag is not None else "",
                 "messages": sum(bag.counts.values()) if bag is not None else 0,
                 "topics": dict(bag.counts) if bag is not None else {},
+                # on disk (handed to the OS) as of the last flush: what a killed recorder still leaves behind
+                "flushed": dict(bag.flushed_counts) if bag is not None else {},
                 "subscribed": sorted(self._topics),
                 "received": {t.name: t.received for t in self._topics.values()},
                 "unrecordable": dict(self._unrecordable),
                 "dropped_outside_episode": self._dropped_outside_episode,
+                "duplicates_ignored": self._duplicates_ignored,
                 "write_errors": self._write_errors,
                 "last_closed": dict(self._last_closed),
                 "ack": self._ack,

@@ -50,6 +50,7 @@ class CrashSafeBagWriter:
         self.compression = compression
         self.custom_data: dict[str, str] = dict(custom_data or {})
         self.counts: dict[str, int] = {}
+        self.flushed_counts: dict[str, int] = {}   # messages per topic handed to the OS by the last flush
         self.bytes_written = 0
         self.last_flush_ns = 0          # receive time of the newest message that is on disk
         self._newest_ns = 0
@@ -116,6 +117,7 @@ class CrashSafeBagWriter:
         if self.fsync:
             os.fsync(storage.bio.fileno())
         self.last_flush_ns = self._newest_ns
+        self.flushed_counts = dict(self.counts)
         self._dirty = False
         return True
 

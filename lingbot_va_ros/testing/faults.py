@@ -43,6 +43,7 @@ import numpy as np
 
 from lingbot_va_ros.common import topics
 from lingbot_va_ros.executor.drivers.mock import MockDriver, MockParams
+from lingbot_va_ros.testing.ros_harness import deadline_s
 
 FAULTS_NS = "/faults"
 DRIVER_FAULT_TOPIC = f"{FAULTS_NS}/driver_fault"
@@ -198,6 +199,7 @@ class CommandMonitor:
 
     def wait_for(self, predicate: Callable[[CommandSample], bool], timeout: float, what: str) -> CommandSample:
         """Block until a command received from now on satisfies ``predicate``."""
+        timeout = deadline_s(timeout)
         deadline = time.monotonic() + timeout
         with self._cond:
             start = len(self.samples)
@@ -212,6 +214,7 @@ class CommandMonitor:
                 self._cond.wait(left)
 
     def wait_count(self, n: int, timeout: float) -> None:
+        timeout = deadline_s(timeout)
         deadline = time.monotonic() + timeout
         with self._cond:
             target = len(self.samples) + n
@@ -650,6 +653,7 @@ class EpisodeClient:
         self.client = ActionClient(probe.node, RunEpisode, name)
 
     def wait_server(self, timeout: float, alive: Callable[[], None] | None = None) -> None:
+        timeout = deadline_s(timeout)
         deadline = time.monotonic() + timeout
         while not self.client.wait_for_server(timeout_sec=0.5):
             if alive is not None:

@@ -26,11 +26,13 @@ from lingbot_va_ros.common.conversions import pack_matrix, seconds_to_duration
 from lingbot_va_ros.executor.arm_config import BIMANUAL_JOINTS
 from lingbot_va_ros.msg import ActionChunk
 from lingbot_va_ros.testing.faults import ExecutorRig, sinusoid_rows, stream_problems
+from lingbot_va_ros.testing.peers import HeartbeatPeer, mirror_arm_args
 from lingbot_va_ros.testing.ros_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
 
 NAMES = list(BIMANUAL_JOINTS)
+PEERS = "lingbot_va_ros.testing.peers"
 J = len(NAMES)
 FUZZ = settings(max_examples=120, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
@@ -98,16 +100,16 @@ def _safe(rig: ExecutorRig) -> dict:
 def _valid_interaction(rig: ExecutorRig, probe, episode: str) -> None:
     """Re-arm until accepted, then a fresh episode's chunk from the current command executes."""
     pub = probe.publisher(ActionChunk, topics.ACTION_CHUNK, qos.RELIABLE_DEEP)
-    hb = probe.publisher(Header, topics.HEARTBEAT, qos.RELIABLE)
-    # like the inference node while it runs an episode: the episode's id (an idle "" beat would end it)
-    timer = probe.node.create_timer(0.05, lambda: hb.publish(Header(frame_id=episode)))
+    # like the inference node while it runs an episode: the episode's id (an idle "" beat would end it), from its
+    # own process so the beats never lapse behind this (hypothesis-busy) test process
+    heartbeat = HeartbeatPeer(probe, rig.launch, episodes=[episode], name=f"heartbeat_{episode.replace('-', '_')}")
     try:
         wait_until(lambda: rig.rearm()[0], 20, "re-arm accepted after the fuzz burst",
                    on_timeout=lambda: str(rig.state.latest()))
         # the beat must name this episode: right after a fuzz burst the age is fresh from the fuzzed beats, and a
         # chunk of an episode the executor has not heard announced is dropped as stale
         rig.state.wait(lambda s: not s["latched"] and not s["moving"] and s.get("heartbeat_episode") == episode
-                       and s["heartbeat_age_s"] < 0.3, 20, "re-armed, stopped, heartbeat naming the episode")
+                       and s["heartbeat_age_s"] < rig.heartbeat_timeout, 20, "re-armed, stopped, heartbeat naming the episode")
         q0 = rig.monitor.latest().q.copy()
         moving = np.array(["gripper" not in n for n in NAMES])
         msg = ActionChunk(episode_id=episode, chunk_index=0, start_index=0, action_space="joint", channel_names=NAMES)
@@ -116,7 +118,7 @@ def _valid_interaction(rig: ExecutorRig, probe, episode: str) -> None:
         pub.publish(msg)
         rig.state.wait(lambda s: s["episode"] == episode and s["next_index"] >= 20, 20, "the valid chunk executing")
     finally:
-        probe.node.destroy_timer(timer)
+        heartbeat.proc.stop()
 
 
 def test_fuzzed_chunks_heartbeats_and_e_stops_never_crash_the_node_or_reach_the_driver(probe, launch, tmp_path):
@@ -187,41 +189,28 @@ def joint_states(draw) -> JointState:
 def test_fuzzed_joint_states_fault_the_executor_cleanly_never_crash_it(probe, launch, tmp_path):
     """A topic-driven arm (the sim driver's contract): the probe plays the arm, mirroring each command to
     /joint_states at 100 Hz, with fuzzed states interleaved."""
-    # The probe plays the arm and the inference heartbeat from the pytest process, which hypothesis keeps busy:
-    # on a loaded CI host its 100 Hz states stalled > 0.2 s and re-latched state_stale after the re-arm. The
-    # faults under test are the fuzzed states' contents, so staleness and heartbeat deadlines are relaxed here.
+    # The arm (and, in _valid_interaction, the heartbeat) are peer processes: hypothesis keeps this process busy,
+    # and an arm played from here stalled > 0.2 s on a loaded host and re-latched state_stale after the re-arm.
+    # The fuzzed states (published from here, interleaved with the arm's) are the faults under test.
+    # The faults under test are the states' contents: watchdog deadlines are relaxed to 1 s (from 0.3 s).
     rig = ExecutorRig(probe, launch, tmp_path / "rig", driver="sim", driver_params={}, heartbeat_timeout=1.0,
                       executor={"watchdog": {"state_timeout": 1.0}})
-    last = {"q": np.array([0.0, 0.0, 0.6, 0.0, 0.97, 0.0, 0.02] * 2)}
-    cmd_inbox = probe.subscribe(JointState, "/sim_arm/joint_command", qos.COMMAND)
+    launch(PEERS, args=mirror_arm_args(NAMES, [0.0, 0.0, 0.6, 0.0, 0.97, 0.0, 0.02] * 2, "/sim_arm/joint_command"),
+           name="peer_arm")
     state_pub = probe.publisher(JointState, topics.JOINT_STATES, qos.SENSOR_DATA)
-    arm_on = {"on": True}
+    rig.ready()
+    faults0 = rig.state.counter("faults")
 
-    def arm_tick():
-        if cmd_inbox.messages:
-            last["q"] = np.array(cmd_inbox.messages[-1].position)
-        if arm_on["on"]:
-            msg = JointState(name=NAMES, position=last["q"].tolist())
-            msg.header.stamp = probe.node.get_clock().now().to_msg()
-            state_pub.publish(msg)
+    @FUZZ
+    @given(joint_states())
+    def burst(msg):
+        state_pub.publish(msg)
+        time.sleep(0.004)
 
-    arm = probe.node.create_timer(0.01, arm_tick)
-    try:
-        rig.ready()
-        faults0 = rig.state.counter("faults")
-
-        @FUZZ
-        @given(joint_states())
-        def burst(msg):
-            state_pub.publish(msg)
-            time.sleep(0.004)
-
-        burst()
-        assert rig.node.alive()
-        s = rig.state.wait(lambda s: s["counters"]["faults"] > faults0, 10, "the insane states latched a fault")
-        assert s["state"] == "fault" and s["reason"], s
-        _valid_interaction(rig, probe, "after-state-fuzz")
-        assert rig.node.alive()
-        _safe(rig)
-    finally:
-        probe.node.destroy_timer(arm)
+    burst()
+    assert rig.node.alive()
+    s = rig.state.wait(lambda s: s["counters"]["faults"] > faults0, 10, "the insane states latched a fault")
+    assert s["state"] == "fault" and s["reason"], s
+    _valid_interaction(rig, probe, "after-state-fuzz")
+    assert rig.node.alive()
+    _safe(rig)

@@ -19,7 +19,6 @@ import pytest
 import yaml
 from action_msgs.msg import GoalStatus
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import Image
 
 from lingbot_va_ros.action import RunEpisode
 from lingbot_va_ros.common import qos, topics
@@ -28,6 +27,7 @@ from lingbot_va_ros.common.paths import resolve_config
 from lingbot_va_ros.model.embodiment import load_embodiment
 from lingbot_va_ros.msg import (ActionChunk, ActionTick, ExecutedActions, Observation, PredictedLatents,
                                 PredictionError)
+from lingbot_va_ros.testing.peers import CameraPeer
 from lingbot_va_ros.testing.ros_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(240)]
@@ -60,24 +60,6 @@ def checkpoint() -> Path:
     from lingbot_va_ros.model.tiny_checkpoint import shared_tiny_checkpoint
 
     return shared_tiny_checkpoint()
-
-
-class Cameras:
-    """The three camera streams, published by the probe at 15 Hz and stamped now (as a driver would)."""
-
-    def __init__(self, probe, rate_hz: float = 15.0):
-        rng = np.random.default_rng(3)
-        self.frames = {cam: [rng.integers(0, 256, (*EMBODIMENT.image_sizes[cam], 3), dtype=np.uint8) for _ in range(4)]
-                       for cam in EMBODIMENT.camera_names}
-        self.pubs = {cam: probe.publisher(Image, topic, qos.SENSOR_DATA) for cam, topic in CAMERA_TOPICS.items()}
-        self.count = 0
-        self.timer = probe.node.create_timer(1.0 / rate_hz, self._publish)
-
-    def _publish(self) -> None:
-        stamp = time.time_ns()
-        for cam, pub in self.pubs.items():
-            pub.publish(rgb_to_image_msg(self.frames[cam][self.count % 4], stamp, cam))
-        self.count += 1
 
 
 class Graph:
@@ -120,7 +102,9 @@ class Graph:
             path = tmp_path / f"{name}.yaml"
             path.write_text(yaml.safe_dump({name: {"ros__parameters": params[name]}}))
             self.procs[name] = launch(module, params_file=path, name=name)
-        self.cameras = Cameras(probe)
+        # the cameras, stamped now as a driver would, from their own process (a stalled test must not starve them)
+        self.cameras = CameraPeer(probe, launch, {cam: (topic, 15.0, EMBODIMENT.image_sizes[cam], "rgb8")
+                                                  for cam, topic in CAMERA_TOPICS.items()}, tmp_path / "frames.jsonl")
         from rclpy.action import ActionClient
 
         self.client = ActionClient(probe.node, RunEpisode, topics.RUN_EPISODE)
@@ -213,18 +197,6 @@ def _check_tiling(chunks: list, mode: str, count: int) -> None:
     assert obs[0] == -1 and obs == sorted(obs)
 
 
-def _last_tick_time(graph: Graph, episode_id: str, action_index: int) -> float | None:
-    for msg, t in zip(list(graph.ticks.messages), list(graph.ticks.stamps)):
-        if msg.episode_id == episode_id and msg.action_index == action_index:
-            return t
-    return None
-
-
-def _chunk_times(graph: Graph, episode_id: str) -> dict[int, float]:
-    return {m.chunk_index: t for m, t in zip(list(graph.chunks.messages), list(graph.chunks.stamps))
-            if m.episode_id == episode_id}
-
-
 @pytest.fixture
 def graph_factory(probe, launch, tmp_path, checkpoint):
     def make(mode: str) -> Graph:
@@ -255,14 +227,14 @@ def test_sync_episode_bad_inputs_and_killed_executor(graph_factory):
     assert all(f.mode == "sync" and f.latency_s > 0 and f.deadline_misses == 0 for f in ep.feedback)
     chunks = ep.chunk_msgs()
     _check_tiling(chunks, "sync", 3)
-    # sync: chunk n+1 is computed only once chunk n was executed to its last action and its key frame captured
-    # (inference_latency counts from the moment the inputs were complete)
-    times = _chunk_times(g, ep.id)
+    # sync: chunk n+1 is computed only once chunk n was executed to its last action and its key frame captured:
+    # it is conditioned on the key frame after chunk n's last action (the executor's stamps order the rest)
     for n in range(2):
         end = chunks[n].start_index + chunks[n].shape[0] - 1
-        tick = wait_until(lambda: _last_tick_time(g, ep.id, end), 10, f"tick of action {end}")
-        assert times[n + 1] - chunks[n + 1].inference_latency > tick - 0.02, (n, times, tick)
+        tick = g.ticks.wait_for(lambda m, end=end: m.episode_id == ep.id and m.action_index == end, 1, 10,
+                                f"tick of action {end}")[0]
         assert chunks[n + 1].observation_action_index == end
+        assert stamp_to_ns(chunks[n + 1].observation_stamp) == stamp_to_ns(tick.header.stamp)
     # the live view's input: every chunk's predicted latents (same stamp as the chunk), and the prediction error
     # of every chunk grounded before the last prediction (chunks 0 and 1)
     latents = g.latents.wait_for(lambda m: m.episode_id == ep.id, 3, 20, "predicted latents")
@@ -368,26 +340,15 @@ def test_async_overlaps_execution_and_serves_one_goal_at_a_time(graph_factory):
     assert [f.chunk_index for f in ep.feedback] == [0, 1, 2, 3] and all(f.mode == "async" for f in ep.feedback)
     chunks = ep.chunk_msgs()
     _check_tiling(chunks, "async", 4)
-    # async (Alg. 2): while chunk n executes, chunk n-1 is grounded and chunk n+1 predicted, so
-    # - chunk n+1 is conditioned on real key frames up to the end of chunk n-1, not chunk n;
-    # - its computation starts about when chunk n starts executing: long before chunk n's last action, whatever
-    #   the machine's speed (inference_latency counts from the moment chunk n-1's inputs were complete);
-    # - it reaches the executor before chunk n's last action whenever the latency fits in the chunk (margin for
-    #   the key-frame capture after chunk n-1 and DDS on a loaded CPU).
-    times = _chunk_times(g, ep.id)
-    early = []
+    # async (Alg. 2): while chunk n executes, chunk n-1 is grounded and chunk n+1 predicted, so chunk n+1 is
+    # conditioned on real key frames up to the end of chunk n-1, not chunk n (sync would wait for chunk n's). That
+    # is the overlap, at any host speed; how much of the inference it hides (arm idle time, deadline misses) is
+    # measured by benchmarks/bench_closed_loop.py (docs/benchmarks/closed_loop.md).
     for n in range(1, 3):
-        end = chunks[n].start_index + chunks[n].shape[0] - 1
-        tick = wait_until(lambda: _last_tick_time(g, ep.id, end), 10, f"tick of action {end}")
         assert chunks[n + 1].observation_action_index == chunks[n - 1].start_index + chunks[n - 1].shape[0] - 1
-        started = times[n + 1] - chunks[n + 1].inference_latency
-        assert started < tick - 0.5 * CHUNK_S, (n, started, tick)
-        if chunks[n + 1].inference_latency < 0.6 * CHUNK_S:
-            assert times[n + 1] < tick, (n, chunks[n + 1].inference_latency, times, tick)
-            early.append(n)
     # the fallback to sync is off here (fallback_to_sync_after: 0), so every chunk was computed the async way
-    print(f"async latencies {[round(c.inference_latency, 3) for c in chunks]}; published before the executing "
-          f"chunk's end: chunks {[n + 1 for n in early]}")
+    assert all(c.mode == "async" for c in chunks)
+    print(f"async latencies {[round(c.inference_latency, 3) for c in chunks]}")
 
     # cancel mid-episode
     ep = g.send(max_chunks=0)

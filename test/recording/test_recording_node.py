@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -196,10 +197,14 @@ def test_episode_bags_over_dds_hold_every_topic_with_definitions_and_metadata(pr
     assert info2["outcome"] == "interrupted" and info2["recording_state"] == "complete"
     with open_bag(bag.parent / "ep-2") as reader:
         counts = topic_counts(reader)
-    assert counts[topics.ACTION_TICK] == 1 and counts[topics.EXECUTOR_STATE] == 1, "latched state is repeated"
+    assert counts[topics.ACTION_TICK] == 1 and counts[topics.EXECUTOR_STATE] == 1, \
+        ("latched state once, the ep-2 tick once", dict(counts), proc.output()[-3000:])
 
 
-def test_sigkill_loses_at_most_the_last_flush_period(probe, launch, tmp_path):
+def test_sigkill_loses_nothing_the_recorder_reported_flushed(probe, launch, tmp_path):
+    """SIGKILL while writing: the bag is a gap-free prefix holding at least every message the recorder's status
+    had reported on disk (flushed every flush_period_s). How much time that leaves unflushed is a benchmark
+    figure (docs/recording.md); this holds at any host speed."""
     # a writer history of 3000 (the whole run): with keep-last 50 a 0.5 s stall of the recorder on a loaded host
     # outlived the writer's copies and 24 ticks were never delivered; the subject here is the flush on SIGKILL
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -214,21 +219,30 @@ def test_sigkill_loses_at_most_the_last_flush_period(probe, launch, tmp_path):
     probe.wait_for_subscribers(camera, timeout=20)
     rec.status(lambda s: s["state"] == "recording")
     image = rgb_to_image_msg(np.zeros((120, 160, 3), np.uint8))
-    sent_ns: list[int] = []
-    deadline = time.monotonic() + 3.0
-    i = 0
-    while time.monotonic() < deadline:        # 100 Hz ticks + 20 Hz 160x120 images for 3 s
-        msg = ActionTick(episode_id="crash", action_index=i)
-        now = time.time_ns()
-        msg.header.stamp = ns_to_stamp(now)
-        ticks.publish(msg)
-        sent_ns.append(now)
-        if i % 5 == 0:
-            camera.publish(image)
-        i += 1
-        time.sleep(0.01)
-    kill_ns = time.time_ns()
-    proc.signal(signal.SIGKILL)
+    stop = threading.Event()
+
+    def publish():                           # 100 Hz ticks + 20 Hz 160x120 images until the kill
+        i = 0
+        while not stop.is_set() and i < 2900:
+            msg = ActionTick(episode_id="crash", action_index=i)
+            msg.header.stamp = ns_to_stamp(time.time_ns())
+            ticks.publish(msg)
+            if i % 5 == 0:
+                camera.publish(image)
+            i += 1
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=publish, daemon=True)
+    writer.start()
+    try:
+        # mid-stream: the recorder has reported a flush of a good part of the stream while more keeps coming
+        s = rec.status(lambda s: s.get("flushed", {}).get(topics.ACTION_TICK, 0) >= 150, timeout=60,
+                       what="150 ticks flushed")
+        flushed = s["flushed"][topics.ACTION_TICK]
+        proc.signal(signal.SIGKILL)
+    finally:
+        stop.set()
+        writer.join(timeout=10)
     wait_until(lambda: not proc.alive(), 10, "recorder to die")
     bag = tmp_path / "recordings" / "crash"
     with pytest.raises(BagNotClosed):
@@ -238,13 +252,30 @@ def test_sigkill_loses_at_most_the_last_flush_period(probe, launch, tmp_path):
         recovered = [int(m.action_index) for _, _, m in iter_messages(reader, [topics.ACTION_TICK])]
         images = topic_counts(reader).get(CAMERAS[0], 0)
     assert recovered == list(range(len(recovered))), "a gap-free prefix"
-    lost_s = (kill_ns - sent_ns[len(recovered) - 1]) / 1e9 if recovered else float("inf")
-    older_than_1s = sum(1 for t in sent_ns if kill_ns - t > 1_000_000_000)
-    print(f"\nSIGKILL: {len(recovered)}/{len(sent_ns)} ticks and {images} images recovered; newest recovered message "
-          f"was sent {lost_s:.2f} s before the kill")
-    assert len(recovered) >= older_than_1s, "everything older than 1 s must survive a SIGKILL"
+    print(f"\nSIGKILL: {len(recovered)} ticks and {images} images recovered; {flushed} reported flushed")
+    assert len(recovered) >= flushed, "every message the recorder reported flushed must survive a SIGKILL"
     assert images > 0
     assert read_episode_info(bag)["recording_state"] == "repaired"
+
+
+def test_sigkill_after_a_flush_period_loses_nothing(probe, launch, tmp_path):
+    """Once the stream pauses for a flush period, the timer alone writes everything received: a SIGKILL then loses
+    not a single message (no later message is needed to push the last ones out)."""
+    ticks = probe.publisher(ActionTick, topics.ACTION_TICK, qos.RELIABLE_DEEP)
+    proc = launch("lingbot_va_ros.nodes.recorder", params_file=_params(
+        tmp_path, mode="continuous", session_name="idle_crash", topics=[topics.ACTION_TICK]))
+    rec = Recorder(probe)
+    probe.wait_for_subscribers(ticks, timeout=20)
+    rec.status(lambda s: s["state"] == "recording")
+    for i in range(40):
+        ticks.publish(ActionTick(episode_id="idle_crash", action_index=i))
+    rec.status(lambda s: s.get("flushed", {}).get(topics.ACTION_TICK, 0) == 40, timeout=60, what="all 40 flushed")
+    proc.signal(signal.SIGKILL)
+    wait_until(lambda: not proc.alive(), 10, "recorder to die")
+    bag = tmp_path / "recordings" / "idle_crash"
+    assert repair_main([str(bag)]) == 0
+    with open_bag(bag) as reader:
+        assert [int(m.action_index) for _, _, m in iter_messages(reader, [topics.ACTION_TICK])] == list(range(40))
 
 
 def _goal_status(goal: int, status: int) -> GoalStatusArray:
@@ -290,3 +321,4 @@ def test_auto_episodes_follow_ticks_and_the_run_episode_goal(probe, launch, tmp_
     assert (info["prompt"], info["pipeline_mode"], info["outcome"], info["auto_started"]) == \
         ("pour water", "async", "aborted", False)
     assert read_episode_info(tmp_path / "recordings" / "ep-A")["episode_id"] == "ep-A"
+

@@ -1,4 +1,4 @@
-"""sim_arm node in its own process over real DDS: rates, images, command following and rejection."""
+"""sim_arm node in its own process over real DDS: stamp timeline, images, command following and rejection."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import yaml
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
 
 from lingbot_va_ros.common import qos
@@ -29,56 +30,50 @@ def _ros_args(**params) -> list[str]:
     return args
 
 
-def _expect_rate(inbox, hz: float, t0: float, window: float, what: str) -> None:
-    """At least 90% of ``hz`` messages over ``window`` s counted from ``t0``: a deadline, not a sleep."""
-    needed = math.ceil(0.9 * hz * window)
-    inbox.wait_for(count=needed, timeout=max(0.05, t0 + window - time.monotonic()),
-                   what=f"{what} ({0.9 * hz:.0f}+ Hz over {window:.0f} s)")
-
-
-def test_publishes_joint_states_and_cameras_at_the_configured_rates(probe, launch, tmp_path):
+def test_publishes_joint_states_and_cameras_on_the_configured_timeline(probe, launch, tmp_path):
+    """Stamps are the simulated instant: joint states are one configured period of sim time apart whatever the
+    host's speed (a loaded host delays their delivery, not their spacing). How many per wall-clock second
+    arrive is a benchmark (benchmarks/bench_sim_rates.py -> docs/benchmarks/sim_rates.md)."""
     # the shipped params file, through rcl's parser, with the rates of this test
     doc = yaml.safe_load(config_path("sim_arm.yaml").read_text())
     doc["/**/sim_arm"]["ros__parameters"].update(joint_state_rate_hz=JOINT_HZ, camera_rate_hz=CAMERA_HZ,
                                              stats_period_s=2.0)
     params = tmp_path / "sim_arm.yaml"
     params.write_text(yaml.safe_dump(doc))
-    node = launch(NODE, params_file=params)
-    joints = probe.subscribe(JointState, "/joint_states", qos.SENSOR_DATA)
-    images = {c: probe.subscribe(Image, f"/sim_arm/{c}/image_raw", qos.SENSOR_DATA) for c in CAMERAS}
+    launch(NODE, params_file=params)
+    # deep best-effort readers: DDS keeps delivering while this process is descheduled
+    deep = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+    joints = probe.subscribe(JointState, "/joint_states", deep)
+    images = {c: probe.subscribe(Image, f"/sim_arm/{c}/image_raw", deep) for c in CAMERAS}
     info = probe.subscribe(CameraInfo, "/sim_arm/cam_high/camera_info", qos.SENSOR_DATA)
     for cam in CAMERAS:
-        images[cam].wait_for(count=3, timeout=60, what=f"{cam} images")
-    joints.wait_for(count=3, timeout=10, what="joint states")
-
-    window = 3.0
-    for inbox in (joints, *images.values()):
-        inbox.clear()
-    t0 = time.monotonic()
-    try:
-        _expect_rate(joints, JOINT_HZ, t0, window, "/joint_states")
-        for cam in CAMERAS:
-            _expect_rate(images[cam], CAMERA_HZ, t0, window, f"{cam} images")
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}\n{node.output()[-1500:]}") from None
+        images[cam].wait_for(count=6, timeout=60, what=f"{cam} images")
+    joints.wait_for(count=200, timeout=60, what="joint states")
 
     js = joints.messages[-1]
     assert list(js.name) == list(JOINT_NAMES)
     assert len(js.position) == len(js.velocity) == len(js.effort) == 14
+    stamps = np.array([stamp_to_ns(m.header.stamp) for m in joints.messages[:200]], dtype=np.int64)
+    gaps_ms = np.round(np.diff(stamps) / 1e6, 1)
+    assert np.all(gaps_ms > 0), "joint state stamps must increase"
+    values, counts = np.unique(gaps_ms, return_counts=True)
+    # the spacing is the configured period; other gaps are whole periods a loaded host's DDS dropped, or a
+    # re-anchor after a stall longer than max_lag_s (both rare)
+    assert values[np.argmax(counts)] == 1e3 / JOINT_HZ and counts.max() >= 0.5 * len(gaps_ms), dict(zip(values, counts))
     sizes = {"cam_high": (240, 320), "cam_left_wrist": (120, 160), "cam_right_wrist": (120, 160)}
     for cam in CAMERAS:
         msg = images[cam].messages[-1]
         rgb = image_msg_to_rgb(msg)
         assert rgb.shape == (*sizes[cam], 3) and rgb.std() > 15 and msg.encoding == "rgb8"
         assert msg.header.frame_id == f"{cam}_optical_frame"
-        # stamped with the simulated instant on the ROS clock: recent, and never ahead of now
+        # stamped with the simulated instant on the ROS clock: never ahead of now, and on today's clock (a stamp
+        # in sim time from 0 would be 56 years old)
         age = (time.time_ns() - stamp_to_ns(msg.header.stamp)) / 1e9
-        assert -0.01 < age < 1.0, age
+        assert -0.01 < age < 60.0, age
+        cam_stamps = [stamp_to_ns(m.header.stamp) for m in images[cam].messages]
+        assert all(b > a for a, b in zip(cam_stamps, cam_stamps[1:])), f"{cam} stamps must increase"
     ci = info.wait_for(timeout=5, what="camera_info")[-1]
     assert (ci.width, ci.height) == (320, 240) and ci.k[0] > 0 and ci.header.frame_id == "cam_high_optical_frame"
-    for what, inbox in (("joint state", joints), ("cam_high", images["cam_high"])):
-        stamps = [stamp_to_ns(m.header.stamp) for m in inbox.messages]
-        assert all(b > a for a, b in zip(stamps, stamps[1:])), f"{what} stamps must increase"
 
 
 def test_follows_commands_and_rejects_bad_ones(probe, launch):
