@@ -9,6 +9,9 @@ SCHEMAS = [
     ("Camera ingest", "lingbot_va_ros.camera.params:CameraIngestParams"),
     ("Simulated arm", "lingbot_va_ros.sim.params:SimArmParams"),
     ("Recorder", "lingbot_va_ros.recording.params:RecorderParams"),
+    ("Demo recorder (lingbot-va-record-demo)", "lingbot_va_ros.teleop.params:DemoRecorderParams"),
+    ("Dataset export (lingbot-va-export)", "lingbot_va_ros.dataset.export:ExportParams"),
+    ("Live view", "lingbot_va_ros.live_view.params:LiveViewParams"),
 ]
 
 

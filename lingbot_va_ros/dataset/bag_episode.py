@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -203,8 +203,7 @@ def _trial_rows(bag: Path, c: BagContents, embodiment: EmbodimentConfig) -> tupl
     return actions, times, notes
 
 
-def _demo_rows(bag: Path, c: BagContents, embodiment: EmbodimentConfig, fps: float,
-               urdf: str | None) -> tuple[np.ndarray, np.ndarray, dict, tuple[str, ...]]:
+def _demo_rows(bag: Path, c: BagContents, fps: float) -> tuple[np.ndarray, np.ndarray, dict, tuple[str, ...]]:
     """(actions, row times, notes, joint names) from the demo recorder's per-tick commands."""
     if not c.commands:
         raise ExportError(f"{bag}: no {topics.EXECUTED_ACTIONS} and no {topics.COMMAND} messages: nothing was "
@@ -244,12 +243,10 @@ def _convert_demo_actions(bag: Path, q: np.ndarray, joint_names: tuple[str, ...]
     missing = [n for n in JOINT_NAMES if n not in joint_names]
     if missing:
         raise ExportError(f"{bag}: ee_relative needs the 14 bimanual joints; the commands lack {missing}")
-    order = [joint_names.index(n) for n in JOINT_NAMES]
-    space = EeRelativeSpace(urdf or None, JOINT_NAMES, channel_names=embodiment.channel_names)
-    if not urdf:
-        from lingbot_va_ros.kinematics.urdf_limits import default_urdf_path
+    from lingbot_va_ros.kinematics.urdf_limits import default_urdf_path
 
-        space.urdf_path = str(default_urdf_path())
+    order = [joint_names.index(n) for n in JOINT_NAMES]
+    space = EeRelativeSpace(urdf or str(default_urdf_path()), JOINT_NAMES)
     try:
         context = space.begin_episode(q_start[order])
         rows = space.from_joints(q[:, order], context)   # canonical EE16 order
@@ -278,7 +275,7 @@ def bag_to_episode(bag: str | Path, embodiment: EmbodimentConfig, cameras: dict[
                               f"resampled")
         joint_names = c.commands[0][1] if c.commands else (c.states[0][1] if c.states else ())
     else:
-        q, times, notes, joint_names = _demo_rows(bag, c, embodiment, fps, urdf)
+        q, times, notes, joint_names = _demo_rows(bag, c, fps)
         actions = q  # converted below, once the first row's joint state is known
     if not c.states:
         raise ExportError(f"{bag}: no {state_topic} messages (the measured joint state of each row)")
@@ -345,8 +342,3 @@ def bag_to_episode(bag: str | Path, embodiment: EmbodimentConfig, cameras: dict[
                            embodiment.channel_names), action_space=embodiment.action_space, states=states,
                        state_names=tuple(state_names), timestamps=np.arange(n) / fps, embodiment=embodiment.name,
                        metadata=metadata, recorded_time_s=rel.astype(np.float64))
-
-
-def episode_source_summary(episodes: Sequence[DemoEpisode]) -> list[dict]:
-    return [{"episode_index": e.episode_index, "bag": e.metadata.get("source_bag", ""), "rows": e.num_rows,
-             "source": e.metadata.get("source", ""), "outcome": e.metadata.get("outcome", "")} for e in episodes]

@@ -136,24 +136,33 @@ class DemoSession:
             meta = episode_metadata(embodiment=self.embodiment.name, config_files=[self.arm.source], seed=seed,
                                     extra={"source": "demo", **self.source.describe(), **details,
                                            "control_hz": self.rate_hz, "arm": self.arm.source, **p.metadata})
-            self.recorder.start(episode_id, prompt, meta, timeout=p.wait_timeout_s)
-            self.log(f"episode {k + 1}/{p.episodes} '{episode_id}': {prompt}")
             outcome, reason, interrupted = "completed", "", False
-            try:
+            self._take_stop()   # a stop sent before this episode was opened does not end it
+            try:   # Ctrl-C may land anywhere from here on: the episode is closed below in every case
+                self.recorder.start(episode_id, prompt, meta, timeout=p.wait_timeout_s)
+                self.log(f"episode {k + 1}/{p.episodes} '{episode_id}': {prompt}")
                 outcome, reason = self._drive(q0)
             except KeyboardInterrupt:
                 reason, interrupted = "ended by Ctrl-C", True
             except Exception as exc:
-                outcome, reason = "failed", f"{type(exc).__name__}: {exc}"
-                self.recorder.stop(episode_id, outcome=outcome, reason=reason, timeout=p.wait_timeout_s)
+                self._close(episode_id, "failed", f"{type(exc).__name__}: {exc}")
                 raise
-            self._wait_recorder_caught_up()
-            bag = self.recorder.stop(episode_id, outcome=outcome, reason=reason, timeout=p.wait_timeout_s)
-            self.bags.append(bag)
-            self.log(f"  closed {bag} ({outcome}: {reason})")
+            self._close(episode_id, outcome, reason)
             if interrupted:
                 break
         return self.bags
+
+    def _close(self, episode_id: str, outcome: str, reason: str) -> None:
+        from lingbot_va_ros.recording.control import ControlError
+
+        self._wait_recorder_caught_up()
+        try:
+            bag = self.recorder.stop(episode_id, outcome=outcome, reason=reason, timeout=self.params.wait_timeout_s)
+        except ControlError as exc:   # interrupted before the recorder opened it: nothing to close
+            self.log(f"  episode '{episode_id}' was not open: {exc}")
+            return
+        self.bags.append(bag)
+        self.log(f"  closed {bag} ({outcome}: {reason})")
 
     def _wait_recorder_topics(self) -> None:
         import fnmatch
@@ -175,7 +184,6 @@ class DemoSession:
         p = self.params
         period = 1.0 / self.rate_hz
         q_cmd, v = q0.copy(), np.zeros_like(q0)
-        self._take_stop()  # a stop sent before this episode does not end it
         start = time.monotonic()
         finished_at = None
         tick = 0
@@ -250,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
+    from rclpy.signals import SignalHandlerOptions
 
     args, ros_args = build_parser().parse_known_args(argv)
     try:
@@ -257,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ParameterError, OSError, yaml.YAMLError) as exc:
         print(f"lingbot-va-record-demo: {exc}", file=sys.stderr)
         return 2
-    rclpy.init(args=[sys.argv[0], *ros_args])
+    # No rclpy signal handler: Ctrl-C must reach run() as KeyboardInterrupt with the context still alive, so the
+    # open episode is closed through the recorder before shutting down.
+    rclpy.init(args=[sys.argv[0], *ros_args], signal_handler_options=SignalHandlerOptions.NO)
     node = Node("lingbot_va_demo_recorder")
     executor = SingleThreadedExecutor()
     executor.add_node(node)

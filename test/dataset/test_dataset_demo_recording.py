@@ -54,6 +54,51 @@ def test_two_scripted_demos_recorded_over_dds_become_a_dataset(tmp_path, ros_dom
     assert episodes[0].metadata["seed"] == 5 and episodes[1].metadata["seed"] == 6
 
 
+def test_stop_command_and_ctrl_c_close_the_open_episode(tmp_path, ros_domain, probe, launch, node_env, ros_log_dir):
+    """A stop message closes the episode with its outcome and the next one starts; Ctrl-C closes that one
+    properly (metadata.yaml, outcome completed) and ends the session."""
+    import json
+    import signal
+    import sys
+
+    from std_msgs.msg import String
+
+    from lingbot_va_ros.common.paths import share_dir
+    from lingbot_va_ros.recording.bag_reader import find_bags, read_episode_info
+    from lingbot_va_ros.recording.control import STATUS_TOPIC
+    from lingbot_va_ros.testing.ros_harness import NodeProcess
+
+    config = share_dir() / "config"
+    launch("lingbot_va_ros.nodes.sim_arm", ros_args=["--params-file", str(config / "sim_arm.yaml"),
+                                                     "-p", "camera_rate_hz:=10.0"])
+    launch("lingbot_va_ros.nodes.recorder", ros_args=["--params-file", str(config / "recorder.yaml"), "-p",
+                                                      f"recording_dir:={tmp_path / 'bags'}", "-p",
+                                                      "status_period_s:=0.2"])
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    status = probe.subscribe(String, STATUS_TOPIC, latched, keep=lambda m: json.loads(m.data))
+    stop = probe.publisher(String, "/lingbot_va/demo/stop", 10)
+    demo = NodeProcess([sys.executable, "-m", "lingbot_va_ros.teleop.record_demo", "--source", "scripted",
+                        "--episodes", "3", "--seed", "2", "--wait-timeout", "120"], node_env,
+                       ros_log_dir / "record_demo.log", name="record_demo").start()
+    try:
+        first = status.wait_for(lambda s: s["state"] == "recording", timeout=120, what="the first demo episode")[-1]
+        probe.wait_for_subscribers(stop, 1, timeout=60)
+        stop.publish(String(data="failed"))
+        status.wait_for(lambda s: s["state"] == "recording" and s["episode_id"] != first["episode_id"],
+                        timeout=120, what="the second demo episode")
+        demo.signal(signal.SIGINT)
+        assert demo.proc.wait(timeout=120) == 0, demo.output()[-2000:]
+    finally:
+        demo.stop()
+    bags = find_bags([tmp_path / "bags"])
+    infos = [read_episode_info(b) for b in bags]          # metadata.yaml exists: both bags were closed
+    assert [(i["outcome"], i["reason"]) for i in infos] == [("failed", "stop command"),
+                                                           ("completed", "ended by Ctrl-C")]
+    assert all(i["source"] == "demo" and "block" in i["prompt"] for i in infos)
+
+
 def test_topic_source_follows_named_targets_and_holds_when_stale():
     from sensor_msgs.msg import JointState
 

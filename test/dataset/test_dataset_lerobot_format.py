@@ -195,3 +195,14 @@ def test_lerobot_0_3_3_loads_the_dataset_with_the_same_numbers(written, tmp_path
     for role, (h, w) in SIZES.items():
         frames = np.fromfile(out / f"{role}.u8", dtype=np.uint8).reshape(len(rows), h, w, 3)
         np.testing.assert_array_equal(frames, np.concatenate([e.camera_frames[role] for e in episodes]))
+
+
+def test_image_stats_match_numpy_on_the_sampled_frames():
+    from lingbot_va_ros.dataset.stats import _sample_indices, image_stats
+
+    frames = np.random.default_rng(3).integers(0, 256, (130, 16, 20, 3), dtype=np.uint8)
+    stats = image_stats(frames)
+    ref = frames[_sample_indices(130)].astype(np.float64) / 255.0
+    for key in ("min", "max", "mean", "std"):
+        np.testing.assert_allclose(np.asarray(stats[key]).reshape(3), getattr(ref, key)(axis=(0, 1, 2)), atol=1e-12)
+    assert stats["count"] == [len(_sample_indices(130))] and np.asarray(stats["mean"]).shape == (3, 1, 1)
