@@ -349,6 +349,21 @@ class CommandMonitor:
         return all(np.all(np.abs(b.v) <= np.abs(a.v) + 1e-9) for a, b in zip(w, w[1:]))
 
 
+def braking_problem(m: StopMetrics, limits: Any, period: float) -> str:
+    """Why the stop in ``m`` is not a controlled one ("" when it is): it must start, decelerate monotonically to a
+    hold, and brake in no more control ticks than the stop deceleration needs from the speed at the fault. Ticks of
+    the executor's own stamps, so the check holds at any host speed (how soon the stop begins is a benchmark)."""
+    if m.time_to_hold_s is None or m.time_to_decel_s is None:
+        return f"no deceleration to a hold after the fault: {m}"
+    if not m.monotone:
+        return f"the speed grew again during the stop: {m}"
+    arm = ~limits.is_gripper if limits.is_gripper.any() else np.ones_like(limits.is_gripper)
+    a = float(np.min(limits.stop_deceleration[arm]))
+    ticks = round((m.time_to_hold_s - m.time_to_decel_s) / period)
+    bound = math.ceil(m.speed_at_fault / (a * period)) + 3
+    return "" if ticks <= bound else f"braking took {ticks} ticks, the stop deceleration needs <= {bound}: {m}"
+
+
 def executor_limits(arm: str, urdf: str | None = None):
     """The executor's JointLimits for an arm YAML (the same code path as the node), and its period."""
     from lingbot_va_ros.executor.arm_config import load_arm_config

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -51,18 +50,24 @@ def test_state_assembler_maps_names_units_and_reports_the_oldest_joint():
     assert asm.sample().positions[1] == pytest.approx(math.radians(30.0))
 
 
-def test_mock_driver_lag_converges_and_mirrors_without_lag():
+def test_mock_driver_lag_converges_and_mirrors_without_lag(monkeypatch):
     d = MockDriver(None, ["a", "b"], {"initial_positions": {"a": 0.1}, "state_topic": ""})
     np.testing.assert_allclose(d.state().positions, [0.1, 0.0])
     d.send(np.array([0.2, 0.3]), 0)
     np.testing.assert_allclose(d.state().positions, [0.2, 0.3])
+    # the lag is first order in the driver's clock: a controlled clock makes it exact at any host speed
+    from lingbot_va_ros.executor.drivers import mock as mock_module
+
+    clock = {"t": 100.0}
+    monkeypatch.setattr(mock_module, "monotonic", lambda: clock["t"])
     lagged = MockDriver(None, ["a"], {"lag_tau": 0.05, "state_topic": ""})
     lagged.send(np.array([1.0]), 0)
-    first = lagged.state().positions[0]
-    time.sleep(0.06)
+    assert lagged.state().positions[0] == 0.0                     # no time has passed
+    clock["t"] += 0.06
     lagged.send(np.array([1.0]), 0)
-    later = lagged.state().positions[0]
-    assert 0.0 <= first < 0.5 and 0.5 < later < 1.0
+    assert lagged.state().positions[0] == pytest.approx(1.0 - math.exp(-0.06 / 0.05), abs=1e-12)
+    clock["t"] += 1.0
+    assert lagged.state().positions[0] == pytest.approx(1.0, abs=1e-8)
 
 
 def test_driver_params_are_strict():

@@ -15,15 +15,14 @@ import time
 import numpy as np
 import pytest
 
-from lingbot_va_ros.testing.faults import EXECUTOR, INFERENCE, INGEST, ClosedLoop, free_ros_domain, stream_problems
+from lingbot_va_ros.testing.faults import (EXECUTOR, INFERENCE, INGEST, ClosedLoop, braking_problem, free_ros_domain,
+                                          stream_problems)
 from lingbot_va_ros.testing.ros_harness import wait_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(240)]
 
 # the executor's heartbeat_timeout is read from the graph's config (loop.heartbeat_timeout: config/executor.yaml,
 # 0.3 s, with the sim overlay config/executor_sim.yaml, 0.5 s, on top)
-BEAT = 0.05              # inference heartbeat period (20 Hz)
-SLACK = 0.2              # scheduling slack on a loaded 2-core host
 FEEDBACK_TIMEOUT = 2.5   # inference feedback_timeout_s in this graph (shipped: 5 s)
 INITIAL_TIMEOUT = 5.0    # inference initial_observation_timeout_s in this graph (shipped: 10 s)
 # The sim arm runs without real-time priority: on a loaded 2-core host its 100 Hz joint states were measured
@@ -182,10 +181,8 @@ def test_executor_killed_mid_episode_then_a_restarted_executor_serves_the_next_g
     h = g.episodes.send(PROMPT, max_chunks=8)
     _first_chunk_published(h)
     g.state.wait(lambda s: s["state"] == "executing", 20, "executing")
-    t_kill = time.monotonic()
     loop.graph.proc(EXECUTOR).signal(signal.SIGKILL)
-    res = _aborted(h, FEEDBACK_TIMEOUT + 2.0 + 30, "executed actions", "executor")
-    assert time.monotonic() - t_kill <= FEEDBACK_TIMEOUT + 2 * 1.07 + 10, res.reason
+    _aborted(h, FEEDBACK_TIMEOUT + 2.0 + 30, "executed actions", "executor")
 
     # the sim holds its last target while nothing commands it
     t_dead = time.time_ns()
@@ -206,20 +203,19 @@ def test_executor_killed_mid_episode_then_a_restarted_executor_serves_the_next_g
 
 
 def _stop_checks(lp: ClosedLoop, t_fault: int, t_mono: float, cuts: int, plan_end: int, what: str):
+    """The watchdog cut the plan mid-chunk and the arm came to a controlled hold. How soon after the fault is a
+    benchmark (benchmarks/bench_faults.py: time to decelerate / hold); here what holds at any host speed."""
     hit = wait_until(lambda: lp.state.first_since(t_mono, lambda s: s["reason"] == "inference heartbeat stale"
                                                    and s["counters"]["watchdog_cuts"] == cuts + 1),
                      10, f"executor reporting the stale heartbeat ({what})")
     assert hit[1]["plan"] == [] and hit[1]["next_index"] < plan_end, (what, hit[1])   # cut mid-chunk
-    hb = lp.heartbeat_timeout
-    assert hit[0] - t_mono <= hb + BEAT + SLACK + 0.2, (what, hit[0] - t_mono)
     n = int(round(0.5 / lp.period))
-    lp.commands.wait_for(lambda s: s.stamp_ns > t_fault + int((hb + 1.5) * 1e9), 10, "commands after the stop")
+    lp.commands.wait_for(lambda s: s.stamp_ns > t_fault + int((lp.heartbeat_timeout + 1.5) * 1e9), 10,
+                         "commands after the stop")
     m = lp.commands.stop_metrics(t_fault)
-    assert m.time_to_hold_s is not None and m.held_ticks >= n, (what, m)
-    assert m.time_to_decel_s <= hb + BEAT + SLACK, (what, m)
-    assert m.monotone, (what, m)
-    a = float(np.min(lp.limits.stop_deceleration[~lp.limits.is_gripper]))
-    assert m.time_to_hold_s <= hb + BEAT + SLACK + m.speed_at_fault / a + 3 * lp.period, (what, m)
+    assert m.held_ticks >= n, (what, m)
+    problem = braking_problem(m, lp.limits, lp.period)
+    assert not problem, (what, problem)
     return m
 
 
@@ -255,13 +251,14 @@ def test_cancel_mid_chunk_stops_the_arm_within_a_heartbeat_and_the_next_goal_run
     res = h.result(30)
     assert (res.outcome, res.reason) == ("cancelled", "cancel requested")
     assert hit[1]["plan"] == [] and hit[1]["next_index"] < plan_end, hit[1]         # cut mid-chunk
-    # cancel round trip + the action server's 50 ms poll + one 50 ms beat, well inside the watchdog timeout
-    assert hit[0] - t_mono <= 2 * BEAT + SLACK + 0.1 < loop.heartbeat_timeout + BEAT + SLACK, hit[0] - t_mono
     g.commands.wait_for(lambda s: s.stamp_ns > t_fault + int(1.5e9), 10, "commands after the stop")
     m = g.commands.stop_metrics(t_fault)
-    assert m.time_to_hold_s is not None and m.held_ticks >= int(round(0.5 / g.period)), m
-    assert m.time_to_decel_s <= 2 * BEAT + SLACK + 0.1 and m.monotone, m
-    assert g.state.latest()["counters"]["watchdog_cuts"] == cuts          # a clean end, not a watchdog cut
+    assert m.held_ticks >= int(round(0.5 / g.period)), m
+    problem = braking_problem(m, g.limits, g.period)
+    assert not problem, problem
+    # ended by the idle beat (the cancel path), not by the watchdog: so it stopped within a heartbeat rather
+    # than after the watchdog timeout (the seconds it takes are benchmarks/bench_faults.py's "cancel" row)
+    assert g.state.latest()["counters"]["watchdog_cuts"] == cuts
     h = g.episodes.send(PROMPT, max_chunks=3)
     res = h.result(120)
     assert res.outcome == "completed" and res.reason == "reached max_chunks=3", (res.outcome, res.reason)

