@@ -137,9 +137,10 @@ class LiveViewNode(Node):
             self._problem("observations_rejected", f"observation {msg.episode_id}#{msg.action_index}: {exc}")
             return
         stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        pairs = self.matcher.add_keyframe(KeyFrame(msg.episode_id, int(msg.action_index), images, stamp))
         with self._lock:
-            self._stats["observations"] += 1
-        for pair in self.matcher.add_keyframe(KeyFrame(msg.episode_id, int(msg.action_index), images, stamp)):
+            self._stats["observations"] += 1           # counted once stored: a diagnostic reader may rely on it
+        for pair in pairs:
             self._publish_pair(pair)
 
     # -- decoding ----------------------------------------------------------------------------------------------

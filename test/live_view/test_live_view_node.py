@@ -111,7 +111,9 @@ def _same_header(a, b) -> bool:
 
 
 def _by_stamp(inbox, info) -> object:
-    hits = [m for m in list(inbox.messages) if _same_header(m, info)]
+    """The one image published with the info's header (each topic arrives on its own: wait for it)."""
+    hits = wait_until(lambda: [m for m in list(inbox.messages) if _same_header(m, info)], DEADLINE,
+                      "the image beside its info")
     assert len(hits) == 1, f"{len(hits)} images share the info's header"
     return hits[0]
 
@@ -135,18 +137,16 @@ def test_one_predicted_frame_per_chunk_then_prediction_vs_real(probe, live_view)
 
     # the image beside each info: same header; the JPEG decodes to the same picture within JPEG tolerance
     for info in list(p.frames_info.messages):
-        raw = wait_until(lambda i=info: [m for m in list(p.frames.messages) if _same_header(m, i)], DEADLINE, "image")
-        jpeg = wait_until(lambda i=info: [m for m in list(p.frames_jpeg.messages) if _same_header(m, i)], DEADLINE,
-                          "compressed image")
-        rgb = image_msg_to_rgb(raw[0])
-        assert "jpeg" in jpeg[0].format
-        back = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(jpeg[0].data), np.uint8), cv2.IMREAD_COLOR),
+        rgb = image_msg_to_rgb(_by_stamp(p.frames, info))
+        jpeg = _by_stamp(p.frames_jpeg, info)
+        assert "jpeg" in jpeg.format
+        back = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(jpeg.data), np.uint8), cv2.IMREAD_COLOR),
                             cv2.COLOR_BGR2RGB)
         assert back.shape == rgb.shape
         # [real | predicted] per camera: wider than two head frames, taller than the three rows
         assert rgb.shape[1] > 2 * EMB.image_sizes["cam_high"][1] and rgb.shape[0] > 2 * EMB.image_sizes["cam_high"][0]
         assert psnr(float(((back.astype(float) - rgb) ** 2).mean())) > JPEG_PSNR_DB
-        assert bytes(jpeg[0].data) == encode_jpeg(rgb, JPEG_QUALITY)          # exactly this image's JPEG
+        assert bytes(jpeg.data) == encode_jpeg(rgb, JPEG_QUALITY)             # exactly this image's JPEG
 
     # the arm reaches the key frame chunk 1 predicted: predicted k beside real k, both ways round
     target = frame_action_indices(1, EMB.first_chunk_actions, EMB.frame_chunk_size, EMB.action_per_frame)[0]
