@@ -23,6 +23,8 @@ class TrainingConfig(NodeParams):
     base_checkpoint: str = Field("", description="official LingBot-VA folder: transformer/ vae/ text_encoder/ "
                                  "tokenizer/ (the transformer is the starting point, the rest is reused)")
     output_dir: str = Field("", description="run folder: transformer/, embodiment.yaml, checkpoints/, logs")
+    episodes: list[int] = Field(default_factory=list, description="episode indices of the dataset to train on "
+                                "(empty = all; e.g. hold some out for evaluation)")
     embodiment: str = Field("robotwin", min_length=1, description="embodiment name or YAML the dataset's "
                             "actions and cameras are in (its q01/q99 are replaced by the dataset's)")
     action_stats: Literal["dataset", "embodiment"] = Field(

@@ -164,7 +164,13 @@ class Trainer:
             raise TrainingError(f"cannot read the dataset {self.cfg.dataset}: {exc}") from exc
         if not meta.episodes:
             raise TrainingError(f"the dataset {self.cfg.dataset} has no episodes")
-        return iter_lerobot_dataset(self.cfg.dataset)
+        if self.cfg.episodes:
+            known = {int(e["episode_index"]) for e in meta.episodes}
+            missing = sorted(set(self.cfg.episodes) - known)
+            if missing:
+                raise TrainingError(f"episodes {missing} are not in the dataset {self.cfg.dataset} "
+                                    f"(it has {sorted(known)})")
+        return iter_lerobot_dataset(self.cfg.dataset, self.cfg.episodes or None)
 
     def _setup_model(self) -> None:
         from lingbot_va_ros.model.transformer import WanTransformer3DModel
