@@ -146,3 +146,32 @@ def test_skip_bad_keeps_the_good_bags(tmp_path):
     meta, eps, _ = export(params.model_copy(update={"skip_bad": True}), log=lambda *_: None)
     assert len(eps) == 1 and "NaNs" in meta.lingbot_va["skipped"][0]
     shutil.rmtree(tmp_path / "ds")
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_export_of_a_real_closed_loop_trial(tmp_path, node_env):
+    """Slow (~60-120 s on 2 cores: the whole graph with a tiny random model runs 3 chunks): a model trial recorded
+    by lingbot-va-demo (sim, camera ingest, executor, inference, recorder as separate processes) exports with one
+    row per executed action index and the executed rows as actions."""
+    import subprocess
+    import sys
+
+    from lingbot_va_ros.recording.bag_reader import find_bags, iter_messages, open_bag
+
+    proc = subprocess.run([sys.executable, "-m", "lingbot_va_ros.bringup.runner", "--out", str(tmp_path / "run"),
+                           "--chunks", "3", "--mode", "sync"], env=node_env, capture_output=True, text=True,
+                          timeout=280)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (bag,) = find_bags([tmp_path / "run" / "recordings"])
+    executed = {}
+    with open_bag(bag) as reader:
+        for _, _, msg in iter_messages(reader, ["/lingbot_va/executed_actions"]):
+            rows = np.asarray(msg.actions, dtype=np.float32).reshape(msg.shape[0], msg.shape[1])
+            for k, row in enumerate(rows):
+                executed[int(msg.start_index) + k] = row
+    meta, (ep,), _ = export(ExportParams(bags=[str(bag)], out=str(tmp_path / "ds")), log=lambda *_: None)
+    assert ep.metadata["source"] == "model" and ep.num_rows == len(executed) == 16 + 2 * 32
+    np.testing.assert_array_equal(ep.actions, np.stack([executed[i] for i in range(ep.num_rows)]))
+    assert np.all(np.diff(ep.recorded_time_s) > 0) and ep.metadata["row_times_from"] == "command"
+    assert all(frames.std() > 5.0 for frames in ep.camera_frames.values())
