@@ -145,9 +145,13 @@ def write_report(rows: list[dict], args, out: Path) -> str:
         lines.append(f"| {tokens:,} | {mem[1]['activations'] / GiB:.1f} GiB | " +
                      " | ".join(f"{mem[n]['total'] / GiB:.1f} GiB" for n in (1, 8, 16, 32, 64)) + " |")
     lines += ["", "L = 2,720 is a 10-latent-frame RoboTwin segment (272 tokens per latent frame: 2 x 120 video + "
-              "2 x 16 action), 10,000 the paper's packed-sequence length. One 80 GB GPU cannot hold the 81 GB of "
-              "fp32 states; 8 GPUs need ~10 GB of states each, so the README's 8-GPU set-up has room for long "
-              "sequences.", ""]
+              "2 x 16 action), 10,000 the paper's packed-sequence length. One 80 GB GPU cannot hold the 76 GiB of "
+              "fp32 states plus activations; sharded over 8 GPUs the states take 9.5 GiB each and the activations "
+              "of one sequence dominate from about 20,000 tokens.", "",
+              "Measured rows: activation checkpointing keeps ~10x less for the backward pass at the price of one "
+              "more forward of every block; the tiny model's step time is per-op overhead, not FLOPs, so its "
+              "timings only compare rows of one run (load average at the end: "
+              f"{os.getloadavg()[0]:.2f}).", ""]
     text = "\n".join(lines)
     out.write_text(text)
     return text
