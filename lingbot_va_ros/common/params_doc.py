@@ -12,6 +12,7 @@ SCHEMAS = [
     ("Demo recorder (lingbot-va-record-demo)", "lingbot_va_ros.teleop.params:DemoRecorderParams"),
     ("Dataset export (lingbot-va-export)", "lingbot_va_ros.dataset.export:ExportParams"),
     ("Live view", "lingbot_va_ros.live_view.params:LiveViewParams"),
+    ("Post-training (lingbot-va-train)", "lingbot_va_ros.training.config:TrainingConfig"),
 ]
 
 
