@@ -180,3 +180,26 @@ def test_config_rejects_bad_ranges():
                 {"betas": (0.9, 1.0)}, {"fdm_prob": 1.5}):
         with pytest.raises(ValueError):
             TrainingConfig(**bad)
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    from lingbot_va_ros.model.transformer import WanTransformer3DModel
+    from lingbot_va_ros.training.sequence import forward_loss
+
+    torch.manual_seed(0)
+    model = WanTransformer3DModel(patch_size=[1, 2, 2], num_attention_heads=2, attention_head_dim=12, in_channels=48,
+                                  out_channels=48, action_dim=30, text_dim=16, freq_dim=16, ffn_dim=32,
+                                  num_layers=2).train()
+    grads = []
+    for ckpt in (False, True):
+        cfg = TrainingConfig(activation_checkpointing=ckpt)
+        s, d = _draw(cfg, fdm=False)
+        seq = build_sequence(s, d, cfg, TrainingNoise(5.0), TrainingNoise(1.0), (H // 2) * (W // 2), "cpu")
+        model.zero_grad(set_to_none=True)
+        loss, _ = forward_loss(model, seq, cfg, "dense", "cpu")
+        loss.backward()
+        grads.append((float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    assert grads[0][0] == grads[1][0]
+    assert grads[0][1].keys() == grads[1][1].keys()
+    for n, g in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][n], g, atol=1e-6, rtol=1e-5)
