@@ -9,8 +9,9 @@ Inference-oriented differences from the reference code (all numerically equivale
 - Cross-attention K/V of the (constant per episode) text are computed once per episode (``prepare_text``).
 - RoPE tables are built once per call shape and reused across denoising steps and layers.
 - Self-attention goes through a pluggable cache object (``SlabKVCache``) instead of per-layer gathers.
-- ``attn_mode`` is kept in the config for round-tripping only: inference always uses SDPA / flash-attn
-  (``flex`` is the training mask path of the reference and is not needed here).
+- ``attn_mode`` is kept in the config for round-tripping only: inference always uses SDPA / flash-attn.
+  Training (``forward_train``, used by ``lingbot_va_ros.training``) takes its mask as an argument: a dense
+  bool mask (SDPA) or a flex-attention callable, whatever ``attn_mode`` says.
 """
 from __future__ import annotations
 
