@@ -47,6 +47,19 @@ def ros_domain():
     raise RuntimeError("every ROS domain 1..101 is in use by other tests on this host")
 
 
+@pytest.fixture(autouse=True)
+def _scheduling_unchanged():
+    """No test may leave the test process at another scheduling policy: every node it starts afterwards would
+    inherit it (libsvtav1 once left it at SCHED_FIFO 99, and each node started later then starved the host)."""
+    before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    yield
+    after = (os.sched_getscheduler(0), os.sched_getparam(0))
+    if (after[0], after[1].sched_priority) != (before[0], before[1].sched_priority):
+        os.sched_setscheduler(0, before[0], before[1])
+        pytest.fail(f"the test changed the process's scheduling policy/priority from {before[0]}/"
+                    f"{before[1].sched_priority} to {after[0]}/{after[1].sched_priority}")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """In-process model tests use tiny tensors: extra intra-op threads only spin on a shared 2-core machine."""

@@ -16,7 +16,9 @@ docs/dataset.md has the measured round-trip errors and sizes of each.
 """
 from __future__ import annotations
 
+import contextlib
 import fractions
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -53,6 +55,25 @@ def _codec(name: str) -> VideoCodec:
         raise VideoError(f"unknown video codec {name!r}; one of {sorted(VIDEO_CODECS)}") from None
 
 
+@contextlib.contextmanager
+def _thread_scheduling_kept():
+    """Restore the calling thread's scheduling policy and priority afterwards.
+
+    libsvtav1 (the ``av1`` encoder) switches the thread that opens it to SCHED_FIFO 99 when it may (root, or
+    CAP_SYS_NICE) and leaves it so: every process started from that thread afterwards inherits real-time priority
+    99, and a busy one then starves the whole host, robot control included. Seen as a 66 load average on a
+    2-core machine after one export test; the encoder's own worker threads end with the encode."""
+    if not hasattr(os, "sched_getscheduler"):
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) != (policy, param.sched_priority):
+            os.sched_setscheduler(0, policy, param)
+
+
 def encode_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float,
                  codec: str = DEFAULT_CODEC) -> dict:
     """Write uint8 RGB frames [T, h, w, 3] to an MP4; returns LeRobot's per-video ``info`` dict."""
@@ -68,7 +89,7 @@ def encode_video(path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fp
     rate = fractions.Fraction(fps).limit_denominator(1001)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
+    with _thread_scheduling_kept(), av.open(str(path), "w") as container:
         stream = container.add_stream(spec.encoder, rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, spec.pix_fmt
         stream.time_base = 1 / rate
