@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 
 from lingbot_va_ros.camera.params import CameraParams
-from lingbot_va_ros.camera.sources import OpenCvSource, RosCompressedImageSource, RosImageSource, SourceContext
+from lingbot_va_ros.camera.sources import (
+    OpenCvSource,
+    RosCompressedImageSource,
+    RosImageSource,
+    SourceContext,
+)
 from lingbot_va_ros.common.params import ParameterError
 from lingbot_va_ros.common.registry import CAMERA_SOURCES
+from lingbot_va_ros.testing.ros_harness import deadline_s, wait_until
 
 FRAMES = 20
 
@@ -65,13 +71,13 @@ def test_opencv_source_reads_a_video_file_on_its_own_thread(video):
     src = OpenCvSource("cam_high", _camera({"device": str(video), "rate_hz": 100.0}), out, _context(logs))
     before = time.time_ns()
     src.start()
-    assert src.finished.wait(5.0), f"video not finished; logs: {logs}"
+    assert src.finished.wait(deadline_s(5.0)), f"video not finished; logs: {logs}"
     src.stop()
     assert len(out.frames) == FRAMES
     stamps = [f.stamp_ns for f in out.frames]
     assert stamps[0] >= before and all(b > a for a, b in zip(stamps, stamps[1:]))
     gaps_ms = np.diff(stamps) / 1e6
-    assert 7.0 < float(np.median(gaps_ms)) < 20.0          # paced at rate_hz = 100 by the capture clock
+    assert float(np.median(gaps_ms)) > 7.0          # paced at rate_hz = 100 by the capture clock (not faster)
     for i, raw in enumerate(out.frames):
         rgb = raw.decode(raw.payload, (24, 32))
         assert rgb.shape == (24, 32, 3) and rgb.dtype == np.uint8
@@ -85,12 +91,10 @@ def test_opencv_source_loops_and_stops_promptly(video):
     src = OpenCvSource("cam_high", _camera({"device": str(video), "rate_hz": 400.0, "loop": True}), out,
                        _context([]))
     src.start()
-    deadline = time.monotonic() + 5.0
-    while len(out.frames) < FRAMES + 5 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    started = time.monotonic()
+    wait_until(lambda: len(out.frames) >= FRAMES + 5, 5, "frames past the end of the file (looped)")
+    thread = src._thread   # noqa: SLF001 - the capture thread must be gone once stop() returns
     src.stop()
-    assert time.monotonic() - started < 1.0
+    assert not thread.is_alive(), "stop() returned with the capture thread still running"
     assert len(out.frames) >= FRAMES + 5 and not src.finished.is_set()
     levels = [int(np.median(f.decode(f.payload, (24, 32))[..., 0])) for f in out.frames[FRAMES - 1:FRAMES + 1]]
     assert abs(levels[0] - _level(FRAMES - 1)) <= 4 and abs(levels[1] - _level(0)) <= 4  # wrapped around
@@ -100,9 +104,12 @@ def test_opencv_source_file_pace_defaults_to_the_file_rate(video):
     out = Collector()
     src = OpenCvSource("cam_high", _camera({"device": str(video)}), out, _context([]))
     src.start()
-    time.sleep(0.2)
+    wait_until(lambda: len(out.frames) >= 6, 5, "six frames")
     src.stop()
-    assert 3 <= len(out.frames) <= 9    # ~30 fps for 0.2 s
+    # paced at the file's 30 fps, not read as fast as it decodes: frames are a period apart in the capture clock
+    # (a stalled host only stretches the spacing; the rate itself is not the test's to judge)
+    spacing = np.diff([f.stamp_ns for f in out.frames]) / 1e9
+    assert np.median(spacing) >= 0.8 / 30.0, spacing
 
 
 def test_opencv_settings_are_validated(tmp_path):

@@ -57,7 +57,9 @@ class Collector:
 
 def _runtime(**cfg):
     limits = make_limits()
-    core = make_core(limits, period=0.01, heartbeat_timeout=0.2, **cfg)
+    # the heartbeat comes from a thread of this (possibly starved) test process: a generous timeout, the watchdog
+    # is test_executor_core's and the fault tests' subject
+    core = make_core(limits, period=0.01, heartbeat_timeout=5.0, **cfg)
     driver = MockDriver(None, limits.names, {"state_topic": ""}, period=0.01)
     sink = Collector()
     rt = ExecutorRuntime(core, driver, make_preparer(limits, period=0.01), publish=sink)
@@ -78,7 +80,7 @@ def test_runtime_executes_chunks_handles_e_stop_and_rearm_across_threads():
 
         hb = threading.Thread(target=beat, daemon=True)
         hb.start()
-        time.sleep(0.05)
+        wait_until(lambda: rt.core.heartbeat_age(time.monotonic()) is not None, 5, "the heartbeat received")
         rt.submit_chunk(chunk_data(ramp(np.zeros(14), 8, velocity=0.05, period=0.01), period=0.01))
         wait_until(lambda: len(sink.ticks()) >= 2, 5, "two key-frame ticks")
         assert [t.action_index for t in sink.ticks()] == [3, 7]
