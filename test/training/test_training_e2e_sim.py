@@ -1,7 +1,7 @@
 """Record -> export -> train -> deploy, end to end on the simulated arm (issue 12's loop, tiny model, CPU).
 
-1. ``record_sim_demos`` records scripted pick-and-place demos through the real graph (sim node, recorder,
-   demo recorder as separate processes over DDS) and exports them as a LeRobot dataset;
+1. ``record_sim_demos`` records 4 scripted pick-and-place demos through the real graph (sim node, recorder,
+   demo recorder as separate processes over DDS) and ``lingbot-va-export`` turns them into a LeRobot dataset;
 2. ``lingbot-va-train`` (config tiny_cpu, FDM on) trains the tiny checkpoint on all but the last episode;
 3. the training loss falls well below its start;
 4. in the teacher-forced closed loop of the inference backend (predict a chunk, ground it with the recorded key
@@ -55,7 +55,7 @@ def heldout_rmse(checkpoint, embodiment_yaml, episode) -> float:
 
 
 def test_record_export_train_deploy(tmp_path, ros_domain, node_env):
-    """slow: records 3 sim demos (~1 min), trains 300 CPU steps (~2-4 min), evaluates two checkpoints in the
+    """slow: records 4 sim demos (~1 min), trains 300 CPU steps (~2-4 min), evaluates two checkpoints in the
     closed loop and runs the demo graph with the trained checkpoint (~1-2 min)."""
     from lingbot_va_ros.dataset.lerobot_format import read_lerobot_dataset
     from lingbot_va_ros.dataset.testing import record_sim_demos
@@ -63,20 +63,29 @@ def test_record_export_train_deploy(tmp_path, ros_domain, node_env):
     from lingbot_va_ros.training.config import load_training_config
     from lingbot_va_ros.training.trainer import Trainer
 
-    demos = record_sim_demos(tmp_path / "demos", n=3, seconds=0, seed=3, domain_id=ros_domain, timeout_s=600)
-    episodes = read_lerobot_dataset(demos.dataset)
-    assert len(episodes) == 3
+    from lingbot_va_ros.dataset.export import ExportParams, export
+
+    # 4 demos; the exporter rejects a demo whose camera stalled (> 0.5 s without a frame, seen on a loaded
+    # machine) - skip_bad drops it, and at least 2 remain (training + held out)
+    demos = record_sim_demos(tmp_path / "demos", n=4, seconds=0, seed=3, domain_id=ros_domain, timeout_s=600,
+                             export=False)
+    dataset = tmp_path / "dataset"
+    export(ExportParams(bags=[str(b) for b in demos.bags], out=str(dataset), embodiment="demo_sim", skip_bad=True),
+           log=print)
+    episodes = read_lerobot_dataset(dataset)
+    assert len(episodes) >= 2, f"only {len(episodes)} demos exported"
     base = make_tiny_checkpoint(tmp_path / "base", "demo_sim", seed=0)
     out = tmp_path / "trained"
-    cfg = load_training_config("tiny_cpu", {"dataset": str(demos.dataset), "base_checkpoint": str(base),
-                                            "output_dir": str(out), "num_steps": STEPS, "episodes": [0, 1]})
+    train_ids = [e.episode_index for e in episodes[:-1]]
+    cfg = load_training_config("tiny_cpu", {"dataset": str(dataset), "base_checkpoint": str(base),
+                                            "output_dir": str(out), "num_steps": STEPS, "episodes": train_ids})
     result = Trainer(cfg).run()
     losses = result.losses
     first, last = statistics.mean(losses[:20]), statistics.mean(losses[-50:])
     print(f"\ntraining loss: first 20 steps {first:.3f}, last 50 steps {last:.3f} ({last / first:.2f}x)")
     assert last < 0.6 * first, (first, last)             # measured 0.42x
 
-    held_out = episodes[2]
+    held_out = episodes[-1]
     trained = heldout_rmse(out, out / "embodiment.yaml", held_out)
     untrained = heldout_rmse(base, out / "embodiment.yaml", held_out)     # same statistics, random weights
     ratio = trained / untrained
