@@ -186,7 +186,8 @@ def run_once(condition: str, mode: str, args, domain_id: int, run_dir: Path, che
     from lingbot_va_ros.testing.ros_harness import RosProbe, apply_ros_env_to_this_process, wait_until
 
     cond = CONDITIONS[condition]
-    opts = BringupOptions(arm="sim_random_policy", embodiment="demo_sim", checkpoint=str(checkpoint), device="cpu",
+    opts = BringupOptions(arm="sim_random_policy", embodiment=args.embodiment_path, checkpoint=str(checkpoint),
+                          device="cpu",
                           mode=mode, record=True, recording_dir=str(run_dir / "recordings"), use_sim=True,
                           torch_threads=1, live_view=cond["live_view"], log_level="warn")
     base = getattr(runner.build_graph, "__wrapped__", runner.build_graph)
@@ -301,7 +302,10 @@ def measure_closed_loop(args, out: Path, checkpoint: Path) -> dict:
     from lingbot_va_ros.model.embodiment import load_embodiment
     from lingbot_va_ros.testing.faults import free_ros_domain
 
-    emb = load_embodiment("demo_sim")
+    import bench_closed_loop  # noqa: E402  (benchmarks/, next to this script: the same operating points)
+
+    args.embodiment_path = bench_closed_loop.embodiment_for(args.point, "demo_sim", out)
+    emb = load_embodiment(args.embodiment_path)
     plan = []
     conditions = list(args.conditions)
     for rep in range(args.repeat):
@@ -329,7 +333,8 @@ def measure_closed_loop(args, out: Path, checkpoint: Path) -> dict:
             if r["outcome"] == "completed":
                 break
         (out / "closed_loop.json").write_text(json.dumps(runs, indent=1))
-    return {"chunk_s": emb.chunk_seconds, "runs": runs}
+    return {"chunk_s": emb.chunk_seconds, "point": args.point, "point_text": bench_closed_loop.POINTS[args.point],
+            "runs": runs}
 
 
 # ---- report ----------------------------------------------------------------------------------------------------
@@ -350,6 +355,8 @@ def render(report: dict) -> str:
     if dec:
         lines += [
             "### Decode paths (one torch thread, medians)", "",
+            f"Measured {dec.get('started', '')} (the host was busy with other jobs then: the wall column is inflated, "
+            "the CPU column is the work).", "",
             f"Latents of {dec['rounds']} real `demo_sim` chunk predictions (tiny random checkpoint; canvas "
             f"{dec['latent_shape']} = 48 x 2 frames x 24 x 20 cells, 3 cameras: head 256x320, wrists 128x160), every "
             "decoder on every chunk, interleaved. Quality: PSNR of the shown (last) predicted key frame against the "
@@ -376,12 +383,22 @@ def render(report: dict) -> str:
                       f"areas) would take about {f['tshape_keyframe_estimate_s']:.0f} s, far beyond a 1 s chunk. On a "
                       "CPU-only machine with a real checkpoint only `linear_preview` keeps up; on a GPU the VAE paths "
                       "are the choice (`device: auto`)."]
-    cl = report.get("closed_loop")
+    legacy = [report["closed_loop"]] if "closed_loop" in report else []     # files written before the points list
+    for k, cl in enumerate(report.get("closed_loop_points", legacy)):
+        lines += _render_closed_loop(cl, a, k + 1)
+    return "\n".join(lines) + "\n"
+
+
+def _render_closed_loop(cl: dict, a: dict, number: int) -> list[str]:
+    lines: list[str] = []
     if cl:
         chunk_s = cl["chunk_s"]
         runs = cl["runs"]
-        lines += ["", "### Closed loop: live view off vs on (the demo as `make demo` runs it)", "",
-                  f"Each run: the demo bringup with recording (`demo_sim`, tiny random checkpoint, 30 Hz, "
+        conditions = ", ".join(dict.fromkeys(r["condition"] for r in cl["runs"]))
+        lines += ["", f"### Closed loop {number}: live view off vs on ({conditions}), operating point "
+                  f"`{cl.get('point', 'demo')}`", "",
+                  f"Measured {cl.get('started', '')}: {cl.get('point_text', 'the demo as shipped')}. "
+                  f"Each run: the demo bringup with recording (tiny random checkpoint, 30 Hz, "
                   f"{a['chunks']} chunks, chunk period {chunk_s:.3f} s, torch threads 1), frames `last`. *off* = no "
                   "live-view node and no latents published (what the old in-process live view did in async: it never "
                   "decoded); *first_frame* = the live-view node with `vae_first_frame` at niceness 10 "
@@ -424,7 +441,7 @@ def render(report: dict) -> str:
                     + (f"{_med([r['delay_median_s'] for r in done]):.2f} / {max(r['delay_max_s'] for r in done):.2f} | "
                        if condition != "off" else "- | ")
                     + (f"{lv:.2f} |" if condition != "off" else "- |"))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
@@ -436,8 +453,11 @@ def main() -> None:
     ap.add_argument("--other-repeat", type=int, default=1)
     ap.add_argument("--other-condition", default="first_frame", choices=list(CONDITIONS),
                     help="live-view condition of the other modes' runs (the shipped default)")
-    ap.add_argument("--merge", default="", help="live_view.json of an earlier run whose parts this run skipped")
+    ap.add_argument("--merge", nargs="*", default=[], help="live_view.json files of earlier runs to include "
+                    "(their decoder table and closed-loop operating points)")
     ap.add_argument("--chunks", type=int, default=12)
+    ap.add_argument("--point", default="demo", choices=["demo", "small_cameras"],
+                    help="operating point of bench_closed_loop.py (demo = as shipped)")
     ap.add_argument("--conditions", nargs="+", default=["off", "first_frame", "first_frame_nice19"],
                     choices=list(CONDITIONS), help="async conditions compared side by side")
     ap.add_argument("--state-timeout", type=float, default=0.5, help="executor watchdog (config: 0.2 s)")
@@ -464,13 +484,20 @@ def main() -> None:
                   "command": "python benchmarks/bench_live_view.py " + " ".join(sys.argv[1:]), "args": vars(args)}
         if not args.skip_decoders:
             report["decoders"] = bench_decoders(checkpoint, args.rounds, args.full_size_vae, out / "preview_cache")
+            report["decoders"]["started"] = report["started"]
             (out / "live_view.json").write_text(json.dumps(report, indent=1))
+        report["closed_loop_points"] = []
+        if args.merge:        # parts measured by earlier invocations (e.g. another operating point)
+            for path in args.merge:
+                earlier = json.loads(Path(path).read_text())
+                if "decoders" in earlier and "decoders" not in report:
+                    report["decoders"] = earlier["decoders"]
+                report["closed_loop_points"] += earlier.get("closed_loop_points",
+                                                            [earlier["closed_loop"]] if "closed_loop" in earlier else [])
+                report["command"] += f"; merged with {earlier['command']}"
         if not args.skip_closed_loop:
-            report["closed_loop"] = measure_closed_loop(args, out, checkpoint)
-        if args.merge:
-            earlier = json.loads(Path(args.merge).read_text())
-            report = {**{k: v for k, v in earlier.items() if k in ("decoders", "closed_loop")}, **report}
-            report["command"] += f" (decoders from an earlier run: {Path(args.merge).name})"
+            report["closed_loop_points"].append({**measure_closed_loop(args, out, checkpoint),
+                                                 "started": time.strftime("%Y-%m-%d %H:%M")})
         (out / "live_view.json").write_text(json.dumps(report, indent=1))
         print(f"results in {out / 'live_view.json'}")
     text = render(report)
