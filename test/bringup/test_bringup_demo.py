@@ -54,6 +54,14 @@ def test_demo_runs_an_async_episode_records_it_and_cleans_up(tmp_path, ros_domai
     missing = EXPECTED_TOPICS - {t for t, n in counts.items() if n > 0}
     assert not missing, f"topics missing from the bag: {missing} (have {counts})"
     assert counts["/lingbot_va/action_chunk"] == 4
+    # the live view ran in its own process and was recorded, raw and JPEG, with its per-image facts (how many per
+    # chunk is test/live_view/test_live_view_node.py's job: here the host's load decides what a newest-wins
+    # decoder skips)
+    assert "live view        " in stdout and "predicted-frame messages for 4 chunks" in stdout, stdout[-3000:]
+    for topic in ("/lingbot_va/predicted_latents", "/lingbot_va/predicted_frames",
+                  "/lingbot_va/predicted_frames/compressed", "/lingbot_va/predicted_frames_info"):
+        assert counts.get(topic, 0) >= 1, f"{topic} not recorded (have {counts})"
+    assert counts["/lingbot_va/predicted_latents"] == 4
     # 16 + 3 * 32 executable actions, a key frame every 4 (the last chunk may still be running at the stop)
     assert counts["/lingbot_va/action_tick"] >= 16 // 4 + 2 * 32 // 4
 
