@@ -47,7 +47,9 @@ class RecorderParams(NodeParams):
                         "process; costs disk bandwidth on slow media)")
     compression: Literal["none", "zstd"] = Field("none", description="MCAP chunk compression (zstd saves space "
                                                  "on state topics; camera images barely compress)")
-    queue_depth: int = Field(100, ge=1, le=10000, description="subscription queue depth (keep-last) per topic")
+    queue_depth: int = Field(100, ge=1, le=10000, description=(
+        "subscription queue depth (keep-last) of best-effort topics (cameras); reliable topics are subscribed "
+        "keep-all, so a stalled recorder loses nothing their publishers still hold"))
     max_episode_s: float = Field(0.0, ge=0.0, description="close an episode bag automatically after this many "
                                  "seconds without a stop command (0 = never; a new start always closes it)")
     status_period_s: float = Field(1.0, gt=0, le=10, description="period of /lingbot_va/recorder/status updates "

@@ -19,7 +19,12 @@ def subscription_qos(offered: Sequence[QoSProfile], depth: int) -> QoSProfile:
     latched = bool(offered) and all(p.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in offered)
     if latched:  # fetch every publisher's whole history
         depth = max([depth] + [int(p.depth) for p in offered])
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+    # Reliable topics are kept whole (KEEP_ALL): with a keep-last reader queue, a recorder stalled for longer than
+    # the queue lasts (100 ticks at 100 Hz = 1 s on a loaded host) overwrote samples it had already been handed,
+    # and a bag lost messages from the middle of the stream. Now DDS holds them until the recorder takes them; what
+    # a publisher's own keep-last history drops first is the publisher's choice. Best-effort topics (cameras)
+    # keep the newest ``depth``.
+    return QoSProfile(history=HistoryPolicy.KEEP_ALL if reliable else HistoryPolicy.KEEP_LAST, depth=depth,
                       reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mcap.stream_reader import StreamReader
 from mcap.records import Message
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import serialize_message
 from rosbags.interfaces import QosDurability, QosReliability
 
@@ -201,6 +201,9 @@ def test_subscription_qos_follows_the_publishers():
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     latched = QoSProfile(depth=3, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     assert subscription_qos([reliable], 100).reliability == ReliabilityPolicy.RELIABLE
+    # nothing reliable is dropped by the recorder's own queue, however long it stalls
+    assert subscription_qos([reliable], 100).history == HistoryPolicy.KEEP_ALL
+    assert subscription_qos([qos_profile_sensor_data], 100).history == HistoryPolicy.KEEP_LAST
     mixed = subscription_qos([reliable, qos_profile_sensor_data], 100)
     assert mixed.reliability == ReliabilityPolicy.BEST_EFFORT and mixed.durability == DurabilityPolicy.VOLATILE
     sub = subscription_qos([latched], 2)

@@ -56,8 +56,18 @@ class Recorder:
         self._n = 0
 
     def status(self, predicate=lambda s: True, timeout: float = 15.0, what: str = "recorder status") -> dict:
-        msgs = self.status_inbox.wait_for(lambda m: predicate(json.loads(m.data)), timeout=timeout, what=what)
-        return json.loads(msgs[-1].data)
+        """The first status, from the newest one received so far on, that satisfies ``predicate`` (an older status
+        must not answer: a count of 1 from the previous episode's early status once passed for the next one's)."""
+        first = max(len(self.status_inbox.messages) - 1, 0)
+
+        def hit():
+            for m in list(self.status_inbox.messages)[first:]:
+                s = json.loads(m.data)
+                if predicate(s):
+                    return s
+            return None
+        return wait_until(hit, timeout, what, on_timeout=lambda: str(
+            json.loads(self.status_inbox.messages[-1].data) if self.status_inbox.messages else "no status"))
 
     def send(self, cmd) -> dict:
         self._n += 1
@@ -191,7 +201,8 @@ def test_episode_bags_over_dds_hold_every_topic_with_definitions_and_metadata(pr
     # a second episode still open at shutdown is closed cleanly by SIGINT
     rec.send(StartEpisode("ep-2", "again"))
     pubs[topics.ACTION_TICK].publish(ActionTick(episode_id="ep-2", action_index=3, key_frame_index=1))
-    rec.status(lambda s: s["topics"].get(topics.ACTION_TICK) == 1, what="ep-2 tick recorded")
+    rec.status(lambda s: s["episode_id"] == "ep-2" and s["topics"].get(topics.ACTION_TICK) == 1,
+               what="ep-2 tick recorded")
     assert proc.stop() == 0
     info2 = read_episode_info(bag.parent / "ep-2")
     assert info2["outcome"] == "interrupted" and info2["recording_state"] == "complete"
@@ -256,6 +267,30 @@ def test_sigkill_loses_nothing_the_recorder_reported_flushed(probe, launch, tmp_
     assert len(recovered) >= flushed, "every message the recorder reported flushed must survive a SIGKILL"
     assert images > 0
     assert read_episode_info(bag)["recording_state"] == "repaired"
+
+
+def test_a_stalled_recorder_loses_no_reliable_message(probe, launch, tmp_path):
+    """The recorder frozen (SIGSTOP) while a reliable topic keeps publishing far beyond its queue_depth: once it
+    runs again, every message is in the bag, in order (its reliable subscriptions are keep-all)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    ticks = probe.publisher(ActionTick, topics.ACTION_TICK, QoSProfile(
+        depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST))
+    proc = launch("lingbot_va_ros.nodes.recorder", params_file=_params(
+        tmp_path, mode="continuous", session_name="stall", topics=[topics.ACTION_TICK], queue_depth=10))
+    rec = Recorder(probe)
+    probe.wait_for_subscribers(ticks, timeout=20)
+    rec.status(lambda s: s["state"] == "recording")
+    proc.signal(signal.SIGSTOP)
+    try:
+        for i in range(300):                      # 30 x the recorder's queue_depth while it cannot read
+            ticks.publish(ActionTick(episode_id="stall", action_index=i))
+    finally:
+        proc.signal(signal.SIGCONT)
+    rec.status(lambda s: s["topics"].get(topics.ACTION_TICK, 0) >= 300, timeout=60, what="all 300 ticks written")
+    assert proc.stop() == 0
+    with open_bag(tmp_path / "recordings" / "stall") as reader:
+        assert [int(m.action_index) for _, _, m in iter_messages(reader, [topics.ACTION_TICK])] == list(range(300))
 
 
 def test_sigkill_after_a_flush_period_loses_nothing(probe, launch, tmp_path):
