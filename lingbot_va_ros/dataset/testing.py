@@ -47,11 +47,12 @@ def _free_domain():
 def record_sim_demos(out_dir: str | Path, n: int = 2, seconds: float = 0.0, seed: int = 0, *,
                      domain_id: int | None = None, prompt: str = "pick up the {object} and put it back",
                      camera_rate_hz: float = 15.0, timeout_s: float = 300.0, export: bool = True,
-                     extra_probe=None) -> SimDemoResult:
+                     extra_probe=None, max_frame_age_s: float = 0.5) -> SimDemoResult:
     """Record ``n`` scripted demo episodes of at most ``seconds`` (0 = until done) and export them.
 
     Returns the dataset root (``<out_dir>/dataset``) and the bags. ``domain_id``: the ROS domain to use (default:
-    a free one, locked for the duration). Raises RuntimeError with the process logs' tails on failure.
+    a free one, locked for the duration). ``max_frame_age_s``: the exporter's camera freshness limit (tests on a loaded
+    host raise it: the sim's renderer stalls there). Raises RuntimeError with the process logs' tails on failure.
     """
     from lingbot_va_ros.testing.ros_harness import NodeProcess, ros_env
 
@@ -103,6 +104,7 @@ def record_sim_demos(out_dir: str | Path, n: int = 2, seconds: float = 0.0, seed
     if export:
         from lingbot_va_ros.dataset.export import ExportParams, export as run_export
 
-        run_export(ExportParams(bags=[str(b) for b in bags], out=str(dataset), embodiment="demo_sim", force=True),
+        run_export(ExportParams(bags=[str(b) for b in bags], out=str(dataset), embodiment="demo_sim", force=True,
+                                max_frame_age_s=max_frame_age_s),
                    log=lambda *_: None)
     return SimDemoResult(dataset, bags)

@@ -24,7 +24,9 @@ ERROR = int.from_bytes(DiagnosticStatus.ERROR, "little")
 
 MAX_AGE = 1.0    # the subject is alignment, not staleness: a stalled peer must not turn a frame stale
 MAX_WAIT = 0.6
-QUEUE = 32       # DDS history per camera: a node starved for ~1 s still sees every frame (drops: other tests)
+# Depths of the node's DDS history (qos_depth), decode queue (queue_size) and ring (buffer_size) per camera:
+# a node starved for ~3 s on a loaded host still sees and keeps every frame (drops are other tests' subject)
+QUEUE = 100
 # Tick targets lie this far in the past, between frames the camera peer has already published: which frame is
 # nearest is then a fact of the published stamps, whatever the host's scheduling (a live camera's frames
 # are also older than the tick that asks for them: latency_offset says by how much).
@@ -50,9 +52,9 @@ def _bracketed(sent: dict[int, int], target_ns: int, gap_ns: int) -> bool:
 def rig(probe, launch, tmp_path):
     params = {"camera_names": list(CAMERAS), "diagnostics_period": 0.25, "cameras": {}}
     for role, (topic, _rate, _shape, _kind, source, size, offset) in CAMERAS.items():
-        params["cameras"][role] = {"source": source, "settings": {"topic": topic}, "height": size[0],
-                                   "width": size[1], "latency_offset": offset, "max_age": MAX_AGE, "max_wait": MAX_WAIT,
-                                   "queue_size": QUEUE}
+        params["cameras"][role] = {"source": source, "settings": {"topic": topic, "qos_depth": QUEUE},
+                                   "height": size[0], "width": size[1], "latency_offset": offset, "max_age": MAX_AGE,
+                                   "max_wait": MAX_WAIT, "queue_size": 64, "buffer_size": QUEUE}
     path = tmp_path / "camera_ingest.yaml"
     path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
 

@@ -220,7 +220,8 @@ def test_fuzzed_observations_executed_actions_and_goals_are_rejected_with_reason
         h = client.send(prompt, max_chunks=max_chunks, max_duration_s=max_duration, episode_id=episode_id)
         if not h.accepted:
             return
-        if not prompt.strip():
+        # ROS strings end at the first NUL (rosidl's C strings): "\x00..." reaches the node as ""
+        if not prompt.split("\x00", 1)[0].strip():
             r = h.result(30)
             assert r.outcome == "rejected" and r.reason == "empty prompt", r
             return

@@ -71,7 +71,8 @@ def test_record_export_train_deploy(tmp_path, ros_domain, node_env):
     demos = record_sim_demos(tmp_path / "demos", n=4, seconds=0, seed=3, domain_id=ros_domain, timeout_s=600,
                              export=False)
     dataset = tmp_path / "dataset"
-    export(ExportParams(bags=[str(b) for b in demos.bags], out=str(dataset), embodiment="demo_sim", skip_bad=True),
+    export(ExportParams(bags=[str(b) for b in demos.bags], out=str(dataset), embodiment="demo_sim", skip_bad=True,
+                        max_frame_age_s=3.0),
            log=print)
     episodes = read_lerobot_dataset(dataset)
     assert len(episodes) >= 2, f"only {len(episodes)} demos exported"
