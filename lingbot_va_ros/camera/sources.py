@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
 import cv2
 import numpy as np
@@ -78,7 +78,11 @@ class CameraSource:
 # ---- ROS topics ---------------------------------------------------------------------------------------
 class RosTopicSettings(SourceSettings):
     topic: str = Field(..., min_length=1, description="image topic (remappable like any ROS name)")
-    qos_depth: int = Field(5, ge=1, le=100, description="sensor-data (best-effort) subscription depth")
+    qos_depth: int = Field(5, ge=1, le=100, description="subscription depth (keep-last)")
+    reliability: Literal["best_effort", "reliable"] = Field("best_effort", description=(
+        "best_effort (sensor data: matches every camera driver, a late frame is dropped rather than resent) or "
+        "reliable (only matches reliable publishers; no frame lost in transport, e.g. a republisher over a lossy "
+        "link, or tests that check which frame was chosen)"))
 
 
 def _reject(reason: str):
@@ -99,14 +103,16 @@ class _RosTopicSource(CameraSource):
 
     def start(self) -> None:
         from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-        from rclpy.qos import QoSProfile
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         from lingbot_va_ros.common.qos import SENSOR_DATA
 
         node = self.context.node
         if node is None:
             raise RuntimeError(f"{type(self).__name__} for camera '{self.camera}' needs a ROS node")
-        qos = QoSProfile(depth=self.settings.qos_depth, reliability=SENSOR_DATA.reliability,
+        reliability = (ReliabilityPolicy.RELIABLE if self.settings.reliability == "reliable"
+                       else SENSOR_DATA.reliability)
+        qos = QoSProfile(depth=self.settings.qos_depth, reliability=reliability,
                          durability=SENSOR_DATA.durability, history=SENSOR_DATA.history)
         self._decode = self._decoder()
         self._use_header = self.params.stamp == STAMP_HEADER

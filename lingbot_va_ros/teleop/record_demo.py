@@ -165,17 +165,25 @@ class DemoSession:
         self.log(f"  closed {bag} ({outcome}: {reason})")
 
     def _wait_recorder_topics(self) -> None:
+        """Until every recorded topic matching ``wait_for_topics`` (each camera of a glob, not just one) is
+        streaming into the recorder now: its count grew twice after it first showed up. A camera whose first frames
+        are still being rendered would otherwise leave the episode's first rows without a fresh image."""
         import fnmatch
 
         wanted = [t for t in self.params.wait_for_topics if t]
         deadline = time.monotonic() + self.params.wait_timeout_s
+        first: dict[str, int] = {}
         while True:
-            received = {t for t, n in (self.recorder.status.get("received") or {}).items() if n}
-            missing = [w for w in wanted if not any(fnmatch.fnmatchcase(t, w) for t in received)]
-            if not missing:
+            counts = dict(self.recorder.status.get("received") or {})
+            matched = {t: n for t, n in counts.items() if any(fnmatch.fnmatchcase(t, w) for w in wanted)}
+            missing = [w for w in wanted if not any(fnmatch.fnmatchcase(t, w) and n for t, n in matched.items())]
+            for t, n in matched.items():
+                if n:
+                    first.setdefault(t, n)
+            if not missing and all(n >= first.get(t, n + 3) + 2 for t, n in matched.items()):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the recorder has received nothing on {missing} within "
+                raise TimeoutError(f"the recorder is not receiving {missing or sorted(matched)} within "
                                    f"{self.params.wait_timeout_s:g} s (is the sim / camera driver running, are the "
                                    f"topics in the recorder's 'topics'?)")
             time.sleep(0.1)

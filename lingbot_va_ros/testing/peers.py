@@ -127,7 +127,12 @@ def _cameras_main(args: argparse.Namespace) -> int:
         topic, rate, shape, kind = rest.rsplit(":", 3)
         h, w = (int(v) for v in shape.split("x"))
         msg_type = CompressedImage if kind == "jpeg" else Image
-        cams[role] = {"pub": node.create_publisher(msg_type, topic, qos.SENSOR_DATA), "shape": (h, w),
+        profile = qos.SENSOR_DATA
+        if args.reliable:
+            from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+            profile = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        cams[role] = {"pub": node.create_publisher(msg_type, topic, profile), "shape": (h, w),
                       "kind": kind, "counter": 0}
         st["sent"][role] = 0
 
@@ -219,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cams.add_argument("--camera", action="append", required=True,
                       help="role=topic:rate_hz:HxW:kind (kind rgb8 | bgr8 | jpeg)")
     cams.add_argument("--log", required=True, help="JSON-lines file of every published frame")
+    cams.add_argument("--reliable", action="store_true", help="reliable publishers (default: sensor-data QoS)")
     cams.add_argument("--max-seconds", type=float, default=300.0)
     arm = sub.add_parser("mirror_arm", help="an arm whose joint state is its newest command")
     arm.add_argument("--name", default="arm")
@@ -305,10 +311,10 @@ class CameraPeer(_PeerHandle):
 
     def __init__(self, probe: Any, launch: Callable[..., Any],
                  cameras: dict[str, tuple[str, float, tuple[int, int], str]], log_path: str | os.PathLike,
-                 name: str = "cameras"):
+                 name: str = "cameras", reliable: bool = False):
         self.log_path = Path(log_path)
         self.cameras = cameras
-        argv = ["cameras", "--name", name, "--log", str(self.log_path)]
+        argv = ["cameras", "--name", name, "--log", str(self.log_path)] + (["--reliable"] if reliable else [])
         for role, (topic, rate, (h, w), kind) in cameras.items():
             argv += ["--camera", f"{role}={topic}:{rate}:{h}x{w}:{kind}"]
         proc = launch(self.MODULE, args=argv, name=f"peer_{name}")

@@ -24,17 +24,17 @@ ERROR = int.from_bytes(DiagnosticStatus.ERROR, "little")
 
 MAX_AGE = 1.0    # the subject is alignment, not staleness: a stalled peer must not turn a frame stale
 MAX_WAIT = 0.6
-# Depths of the node's DDS history (qos_depth), decode queue (queue_size) and ring (buffer_size) per camera:
-# a node starved for ~3 s on a loaded host still sees and keeps every frame (drops are other tests' subject)
-QUEUE = 100
+# Cameras and node talk reliably here (best effort, DDS itself may drop a 230 KB frame, and then the node rightly
+# picks the nearest frame it has, not the nearest one published); the queues stay at their defaults.
 # Tick targets lie this far in the past, between frames the camera peer has already published: which frame is
 # nearest is then a fact of the published stamps, whatever the host's scheduling (a live camera's frames
 # are also older than the tick that asks for them: latency_offset says by how much).
 TARGET_AGE_NS = 400_000_000
 CAMERAS = {  # role: (topic, rate, source shape, kind, source plugin, model size, latency_offset)
-    "cam_high": ("/fake/cam_high/image_raw", 30.0, (240, 320), "rgb8", "ros_image", (256, 320), 0.0),
-    "cam_left_wrist": ("/fake/cam_left/image_raw", 15.0, (120, 160), "bgr8", "ros_image", (128, 160), 0.1),
-    "cam_right_wrist": ("/fake/cam_right/image_raw/compressed", 30.0, (120, 160), "jpeg", "ros_compressed",
+    # the sim's rates (15 Hz; a Python node taking 75 raw frames/s saturated a core of this 2-core box)
+    "cam_high": ("/fake/cam_high/image_raw", 15.0, (240, 320), "rgb8", "ros_image", (256, 320), 0.0),
+    "cam_left_wrist": ("/fake/cam_left/image_raw", 10.0, (120, 160), "bgr8", "ros_image", (128, 160), 0.1),
+    "cam_right_wrist": ("/fake/cam_right/image_raw/compressed", 15.0, (120, 160), "jpeg", "ros_compressed",
                         (128, 160), 0.05),
 }
 
@@ -50,11 +50,14 @@ def _bracketed(sent: dict[int, int], target_ns: int, gap_ns: int) -> bool:
 
 @pytest.fixture
 def rig(probe, launch, tmp_path):
-    params = {"camera_names": list(CAMERAS), "diagnostics_period": 0.25, "cameras": {}}
+    # inflight_timeout / queue_size: the node's first decodes stall for up to ~0.4 s (OpenCV warming up; longer on
+    # a loaded host); here it waits for a frame still being decoded and queues rather than drops, so the frame it
+    # picks is the nearest published one (the latency-bounding defaults are other tests' subject)
+    params = {"camera_names": list(CAMERAS), "diagnostics_period": 0.25, "cameras": {}, "inflight_timeout": 1.0}
     for role, (topic, _rate, _shape, _kind, source, size, offset) in CAMERAS.items():
-        params["cameras"][role] = {"source": source, "settings": {"topic": topic, "qos_depth": QUEUE},
+        params["cameras"][role] = {"source": source, "settings": {"topic": topic, "reliability": "reliable", "qos_depth": 30},
                                    "height": size[0], "width": size[1], "latency_offset": offset, "max_age": MAX_AGE,
-                                   "max_wait": MAX_WAIT, "queue_size": 64, "buffer_size": QUEUE}
+                                   "max_wait": MAX_WAIT, "queue_size": 32}
     path = tmp_path / "camera_ingest.yaml"
     path.write_text(yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}))
 
@@ -64,7 +67,7 @@ def rig(probe, launch, tmp_path):
     node = launch(NODE, params_file=path)
     cams = CameraPeer(probe, launch, {role: (topic, rate, shape, kind)
                                       for role, (topic, rate, shape, kind, *_rest) in CAMERAS.items()},
-                      tmp_path / "sent_frames.jsonl")
+                      tmp_path / "sent_frames.jsonl", reliable=True)
     probe.wait_for_subscribers(ticks)
     probe.wait_for_publishers(topics.OBSERVATION)
 
@@ -80,10 +83,12 @@ def rig(probe, launch, tmp_path):
             for s in array.status:
                 latest[s.name] = s
         return all(n in latest and int.from_bytes(latest[n].level, "little") == 0
+                   and int({kv.key: kv.value for kv in latest[n].values}.get("received", "0")) >= 5
                    for n in (f"camera_ingest: {r}" for r in CAMERAS))
 
-    wait_until(all_cameras_streaming, 20, "every camera reported OK on /diagnostics",
+    wait_until(all_cameras_streaming, 20, "every camera reported OK (5+ frames received) on /diagnostics",
                on_timeout=lambda: node.output()[-3000:])
+    streaming_since = time.time_ns()   # every frame published from now on reaches the node (endpoints matched)
 
     def tick(action_index: int, key_frame_index: int, episode: str = "ep-7", stamp: int | None = None) -> int:
         msg = ActionTick(episode_id=episode, action_index=action_index, key_frame_index=key_frame_index)
@@ -92,6 +97,7 @@ def rig(probe, launch, tmp_path):
         ticks.publish(msg)
         return stamp
 
+    tick.streaming_since = streaming_since
     return cams, observations, statuses, tick, node
 
 
@@ -117,7 +123,9 @@ def _covered_tick_stamp(cams: CameraPeer, after_ns: int) -> int:
 def test_ticks_give_time_aligned_model_sized_observations(rig):
     cams, observations, statuses, tick, node = rig
     sent_ticks = {}
-    last = 0
+    # frames published before the node's subscription matched never reach it: ask only for instants after the
+    # node reported frames from every camera (the rig waited for that)
+    last = tick.streaming_since
     for k in range(0, 9):                           # the initial-observation tick, then key frames 4 actions apart
         action_index = -1 if k == 0 else 4 * k - 1
         last = sent_ticks[action_index] = tick(action_index, k, stamp=_covered_tick_stamp(cams, last + 50_000_000))
@@ -146,7 +154,8 @@ def test_ticks_give_time_aligned_model_sized_observations(rig):
                                    f"from the target, nearest published {(target - nearest) / 1e6:+.1f} ms")
     # Exact: every published frame around each target had long arrived (deep queues); one exception is left for a
     # best-effort frame DDS itself dropped (a JPEG camera at 30 Hz on a starved host)
-    assert len(not_nearest) <= 1, "\n".join(not_nearest)
+    latest = {s.name: {kv.key: kv.value for kv in s.values} for s in statuses() if s.name.startswith("camera_ingest: cam")}
+    assert len(not_nearest) <= 1, "\n".join(not_nearest) + f"\n{latest}"
     # one camera's frames are handed over in order (no false "stamp went backwards")
     latest = {s.name: {kv.key: kv.value for kv in s.values} for s in statuses() if s.name.startswith("camera_ingest: cam")}
     assert all(v["stamp_backwards"] == "0" and v["stamp_repeats"] == "0" for v in latest.values()), latest
