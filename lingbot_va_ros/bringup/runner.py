@@ -118,7 +118,7 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
 
     from lingbot_va_ros.action import RunEpisode
     from lingbot_va_ros.common import qos, topics
-    from lingbot_va_ros.msg import ActionChunk, ActionTick, PredictedFrameInfo, PredictionError
+    from lingbot_va_ros.msg import ActionChunk, ActionTick, ExecutedActions, PredictedFrameInfo, PredictionError
     from lingbot_va_ros.common.conversions import stamp_to_ns
     from lingbot_va_ros.testing.ros_harness import RosProbe, apply_ros_env_to_this_process, wait_until
 
@@ -129,6 +129,8 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
 
         name = dict(namespace_remappings(bringup.opts.namespace)).get  # this robot's name for a default name
         ticks = probe.subscribe(ActionTick, name(topics.ACTION_TICK, topics.ACTION_TICK), qos.RELIABLE_DEEP)
+        executed = probe.subscribe(ExecutedActions, name(topics.EXECUTED_ACTIONS, topics.EXECUTED_ACTIONS),
+                                   qos.RELIABLE_DEEP, keep=lambda m: m.episode_id)
         # what the live view showed, per chunk (chunk stamps to check each came within a chunk period)
         chunks = probe.subscribe(ActionChunk, name(topics.ACTION_CHUNK, topics.ACTION_CHUNK), qos.RELIABLE_DEEP,
                                  keep=lambda m: (m.episode_id, m.chunk_index, stamp_to_ns(m.header.stamp) / 1e9))
@@ -195,6 +197,12 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
         if recorder is not None:
             # let the arm finish the last chunk and its key frames reach the bag before closing it
             wait_until(lambda: ticks.stamps and time.monotonic() - ticks.stamps[-1] > 0.5, 10, "the arm to settle")
+            # every executed-actions report this process saw is in the bag before it closes (the recorder
+            # receives it on its own subscription, maybe later than this process)
+            seen = sum(e == episode_id for e in list(executed.messages))
+            if not recorder.wait_recorded({name(topics.EXECUTED_ACTIONS, topics.EXECUTED_ACTIONS): seen}, 10.0):
+                print(f"[demo] warning: the recorder had fewer than the {seen} executed-action reports seen here "
+                      "when its bag closed", file=sys.stderr, flush=True)
             report.recording_path = recorder.stop(episode_id, result.outcome, result.reason,
                                                   {"chunks": int(result.chunks), "duration_s": float(result.duration_s)})
         report.tick_times = [t for m, t in zip(ticks.messages, ticks.stamps)

@@ -168,6 +168,18 @@ class RecorderClient:
             raise ControlError(status["error"])
         return status
 
+    def wait_recorded(self, counts: dict[str, int], timeout: float = 10.0) -> bool:
+        """True once the open bag holds at least ``counts[topic]`` messages of each topic (what the caller saw
+        published): messages still in flight to the recorder reach the bag before a stop closes it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not all(self.status.get("topics", {}).get(t, 0) >= n for t, n in counts.items()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
     def start(self, episode_id: str, prompt: str = "", metadata: dict[str, Any] | None = None,
               timeout: float = 10.0) -> str:
         """Open the episode's bag; returns its directory."""

@@ -215,6 +215,12 @@ class CommandMonitor:
                     raise TimeoutError(f"timed out after {timeout:.1f}s waiting for a command: {what}")
                 self._cond.wait(left)
 
+    def current(self, timeout: float = 20.0) -> CommandSample:
+        """The command the executor sends now: the first one commanded after this call. ``latest()`` can be seconds
+        old when this process lags behind the stream on a loaded host."""
+        now_ns = time.time_ns()
+        return self.wait_for(lambda s: s.stamp_ns >= now_ns, timeout, "a command stamped after the call")
+
     def wait_count(self, n: int, timeout: float) -> None:
         timeout = deadline_s(timeout)
         deadline = time.monotonic() + timeout

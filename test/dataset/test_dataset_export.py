@@ -2,6 +2,7 @@
 actions of trials and demos (joint and ee_relative), filters, and every bad-input error."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -170,8 +171,16 @@ def test_export_of_a_real_closed_loop_trial(tmp_path, node_env):
             rows = np.asarray(msg.actions, dtype=np.float32).reshape(msg.shape[0], msg.shape[1])
             for k, row in enumerate(rows):
                 executed[int(msg.start_index) + k] = row
+        cuts = [json.loads(m.data)["counters"]["watchdog_cuts"]
+                for _, _, m in iter_messages(reader, ["/lingbot_va/executor_state"])]
     meta, (ep,), _ = export(ExportParams(bags=[str(bag)], out=str(tmp_path / "ds")), log=lambda *_: None)
-    assert ep.metadata["source"] == "model" and ep.num_rows == len(executed) == 16 + 2 * 32
+    # every executed action index once, from 0, in the bag and in the dataset
+    assert sorted(executed) == list(range(len(executed))), sorted(executed)
+    assert ep.metadata["source"] == "model" and ep.num_rows == len(executed)
+    # all 3 chunks ran unless the executor's watchdog cut the plan (a starved inference heartbeat on a loaded
+    # host: the safety stop working, recorded in the bag's executor state)
+    if not any(cuts):
+        assert len(executed) == 16 + 2 * 32, proc.stdout[-3000:]
     np.testing.assert_array_equal(ep.actions, np.stack([executed[i] for i in range(ep.num_rows)]))
     assert np.all(np.diff(ep.recorded_time_s) > 0) and ep.metadata["row_times_from"] == "command"
     assert all(frames.std() > 5.0 for frames in ep.camera_frames.values())

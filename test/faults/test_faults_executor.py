@@ -164,7 +164,7 @@ class ProbeInference:
         rig.probe.wait_for_subscribers(self.pub, timeout=30)
         rig.state.wait(lambda s: s.get("heartbeat_episode") == self.episode and s["heartbeat_age_s"] < HB, 10,
                        "the executor hearing the heartbeat")
-        self.q0 = rig.monitor.latest().q.copy()
+        self.q0 = rig.monitor.current().q.copy()
         self.moving = np.array(["gripper" not in n for n in rig.limits.names])
 
     def switch_episode(self, episode: str) -> None:
@@ -216,9 +216,14 @@ def test_late_duplicate_out_of_order_wrong_episode_and_non_finite_chunks_never_r
         inf.send(5, 0, inf.rows(0, 10))
         counters(chunks_past=1)
 
+        # ep-a runs to the end of chunk 4, brakes to a stop and holds there
+        end = nxt - 10 + 120
+        st.wait(lambda s: s["next_index"] == end and s["state"] == "holding" and not s["moving"], 20,
+                "ep-a stopped at its end")
+        q_now = rig.monitor.current().q.copy()
+        np.testing.assert_allclose(rig.monitor.current().q, q_now, atol=1e-9)      # held: the command is steady
         # wrong episode: a new episode cuts the old plan; the old episode's chunks are then ignored
         inf.switch_episode("ep-b")
-        q_now = rig.monitor.latest().q.copy()
         inf.send(0, 0, inf.rows(0, 200, q0=q_now), episode="ep-b")
         st.wait(lambda s: s["episode"] == "ep-b" and s["state"] == "executing", 20, "episode ep-b executing")
         inf.send(9, 400, inf.rows(400, 50), episode="ep-a")
@@ -244,7 +249,7 @@ def test_late_duplicate_out_of_order_wrong_episode_and_non_finite_chunks_never_r
         ok, msg = rig.rearm()
         assert ok and "bad_chunks" in msg, msg
         nxt = st.latest()["next_index"]
-        inf.send(5, nxt, inf.rows(nxt, 60, q0=rig.monitor.latest().q.copy() - (inf.rows(nxt, 1, q0=q_now)[0] - q_now)),
+        inf.send(5, nxt, inf.rows(nxt, 60, q0=rig.monitor.current().q.copy() - (inf.rows(nxt, 1, q0=q_now)[0] - q_now)),
                  episode="ep-b")
         st.wait(lambda s: s["state"] == "executing" and s["next_index"] > nxt, 20, "a good chunk executes after re-arm")
     finally:

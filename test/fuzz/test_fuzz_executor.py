@@ -110,7 +110,7 @@ def _valid_interaction(rig: ExecutorRig, probe, episode: str) -> None:
         # chunk of an episode the executor has not heard announced is dropped as stale
         rig.state.wait(lambda s: not s["latched"] and not s["moving"] and s.get("heartbeat_episode") == episode
                        and s["heartbeat_age_s"] < rig.heartbeat_timeout, 20, "re-armed, stopped, heartbeat naming the episode")
-        q0 = rig.monitor.latest().q.copy()
+        q0 = rig.monitor.current().q.copy()
         moving = np.array(["gripper" not in n for n in NAMES])
         msg = ActionChunk(episode_id=episode, chunk_index=0, start_index=0, action_space="joint", channel_names=NAMES)
         msg.control_period = seconds_to_duration(rig.period)

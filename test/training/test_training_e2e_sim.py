@@ -1,6 +1,6 @@
 """Record -> export -> train -> deploy, end to end on the simulated arm (issue 12's loop, tiny model, CPU).
 
-1. ``record_sim_demos`` records 4 scripted pick-and-place demos through the real graph (sim node, recorder,
+1. ``record_sim_demos`` records 3 scripted pick-and-place demos through the real graph (sim node, recorder,
    demo recorder as separate processes over DDS) and ``lingbot-va-export`` turns them into a LeRobot dataset;
 2. ``lingbot-va-train`` (config tiny_cpu, FDM on) trains the tiny checkpoint on all but the last episode;
 3. the training loss falls well below its start;
@@ -21,12 +21,13 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(1500)]
-STEPS = 300
+STEPS = 200
 
 
 def heldout_rmse(checkpoint, embodiment_yaml, episode) -> float:
@@ -56,7 +57,7 @@ def heldout_rmse(checkpoint, embodiment_yaml, episode) -> float:
 
 
 def test_record_export_train_deploy(tmp_path, ros_domain, node_env):
-    """slow: records 4 sim demos (~1 min), trains 300 CPU steps (~2-4 min), evaluates two checkpoints in the
+    """slow: records 3 sim demos (~1 min), trains 200 CPU steps (~1-2 min), evaluates two checkpoints in the
     closed loop and runs the demo graph with the trained checkpoint (~1-2 min)."""
     from lingbot_va_ros.dataset.lerobot_format import read_lerobot_dataset
     from lingbot_va_ros.dataset.testing import record_sim_demos
@@ -66,9 +67,10 @@ def test_record_export_train_deploy(tmp_path, ros_domain, node_env):
 
     from lingbot_va_ros.dataset.export import ExportParams, export
 
-    # 4 demos; the exporter rejects a demo whose camera stalled (> 0.5 s without a frame, seen on a loaded
+    # 3 demos; the exporter rejects a demo whose camera stalled (> 0.5 s without a frame, seen on a loaded
     # machine) - skip_bad drops it, and at least 2 remain (training + held out)
-    demos = record_sim_demos(tmp_path / "demos", n=4, seconds=0, seed=3, domain_id=ros_domain, timeout_s=600,
+    t0 = time.monotonic()
+    demos = record_sim_demos(tmp_path / "demos", n=3, seconds=0, seed=3, domain_id=ros_domain, timeout_s=600,
                              export=False)
     dataset = tmp_path / "dataset"
     export(ExportParams(bags=[str(b) for b in demos.bags], out=str(dataset), embodiment="demo_sim", skip_bad=True,
@@ -81,7 +83,9 @@ def test_record_export_train_deploy(tmp_path, ros_domain, node_env):
     train_ids = [e.episode_index for e in episodes[:-1]]
     cfg = load_training_config("tiny_cpu", {"dataset": str(dataset), "base_checkpoint": str(base),
                                             "output_dir": str(out), "num_steps": STEPS, "episodes": train_ids})
+    t1 = time.monotonic()
     result = Trainer(cfg).run()
+    t2 = time.monotonic()
     losses = result.losses
     first, last = statistics.mean(losses[:20]), statistics.mean(losses[-50:])
     print(f"\ntraining loss: first 20 steps {first:.3f}, last 50 steps {last:.3f} ({last / first:.2f}x)")
@@ -96,6 +100,8 @@ def test_record_export_train_deploy(tmp_path, ros_domain, node_env):
                                                        "ratio": ratio, "loss_first20": first, "loss_last50": last}))
     assert trained < untrained
 
+    t3 = time.monotonic()
+    print(f"phases: record + export {t1 - t0:.0f} s, train {t2 - t1:.0f} s, held-out evaluation {t3 - t2:.0f} s")
     demo_dir = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "lingbot_va_ros.bringup.runner", "--checkpoint", str(out), "--embodiment",
