@@ -205,7 +205,9 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
                       "when its bag closed", file=sys.stderr, flush=True)
             report.recording_path = recorder.stop(episode_id, result.outcome, result.reason,
                                                   {"chunks": int(result.chunks), "duration_s": float(result.duration_s)})
-        report.tick_times = [t for m, t in zip(ticks.messages, ticks.stamps)
+        # the executor's stamps (the instant each key frame's action was commanded), not this process's receive
+        # times, which carry its own scheduling jitter
+        report.tick_times = [stamp_to_ns(m.header.stamp) / 1e9 for m in list(ticks.messages)
                              if m.episode_id == result.episode_id and m.action_index >= 0]
         report.predicted_frames = [(m.chunk_index, m.publish_delay) for m in list(frames.messages)
                                    if m.episode_id == result.episode_id]

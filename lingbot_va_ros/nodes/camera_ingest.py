@@ -126,7 +126,7 @@ class CameraIngestNode(Node):
 def main(argv: list[str] | None = None) -> int:
     # Every callback only stamps and enqueues (decode, assembly and waiting run on the ingest's own threads),
     # so two executor threads suffice: one can take a tick while the other deserialises an image.
-    return run_node(CameraIngestNode, num_threads=2, argv=argv)
+    return run_node(CameraIngestNode, argv=argv)
 
 
 if __name__ == "__main__":

@@ -223,7 +223,7 @@ class ExecutorNode(Node):
 
 
 def main(argv: list[str] | None = None) -> None:
-    raise SystemExit(run_node(ExecutorNode, num_threads=4, argv=argv))
+    raise SystemExit(run_node(ExecutorNode, argv=argv))
 
 
 if __name__ == "__main__":

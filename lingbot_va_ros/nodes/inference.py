@@ -353,6 +353,8 @@ class InferenceNode(Node):
 
 
 def main(argv: list[str] | None = None) -> None:
+    # multi-threaded: the RunEpisode execute callback blocks for the whole episode while observations, executed
+    # actions and cancels keep arriving
     raise SystemExit(run_node(InferenceNode, num_threads=6, argv=argv))
 
 

@@ -252,7 +252,7 @@ class LiveViewNode(Node):
 
 
 def main(argv: list[str] | None = None) -> None:
-    raise SystemExit(run_node(LiveViewNode, num_threads=3, argv=argv))
+    raise SystemExit(run_node(LiveViewNode, argv=argv))
 
 
 if __name__ == "__main__":

@@ -407,7 +407,7 @@ class RecorderNode(Node):
 
 
 def main(argv: list[str] | None = None) -> None:
-    raise SystemExit(run_node(RecorderNode, num_threads=4, argv=argv))
+    raise SystemExit(run_node(RecorderNode, argv=argv))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
 
@@ -15,8 +15,22 @@ def node_options() -> dict:
     return {"automatically_declare_parameters_from_overrides": True, "allow_undeclared_parameters": True}
 
 
-def run_node(factory: Callable[[], Node], num_threads: int = 4, argv: list[str] | None = None) -> int:
-    """Create the node, spin it on a multi-threaded executor, and tear everything down exactly once.
+def make_executor(num_threads: int = 1, context=None) -> Executor:
+    """The executor that spins a node: single-threaded unless a callback must block (``num_threads`` > 1).
+
+    rclpy's MultiThreadedExecutor (Kilted) re-builds its wait set several times per received message and keeps a
+    list of every pending callback task that it scans on each wake-up: a recorder taking 3 cameras and 100 Hz joint
+    states spent a whole core in that loop (101 % CPU, 1604 of 4392 messages kept) where a single-threaded executor
+    uses 10 % and keeps all (benchmarks/bench_ros_executor.py). Nodes whose heavy work runs in their own threads
+    (control loop, physics, decoding, disk flushes in short callbacks) therefore spin single-threaded.
+    """
+    if num_threads <= 1:
+        return SingleThreadedExecutor(context=context)
+    return MultiThreadedExecutor(num_threads=num_threads, context=context)
+
+
+def run_node(factory: Callable[[], Node], num_threads: int = 1, argv: list[str] | None = None) -> int:
+    """Create the node, spin it (``make_executor``), and tear everything down exactly once.
 
     Startup errors (bad parameters, missing checkpoint) are printed as one clear line and give exit 2.
     """
@@ -30,7 +44,7 @@ def run_node(factory: Callable[[], Node], num_threads: int = 4, argv: list[str] 
         except Exception as exc:  # noqa: BLE001 - any startup failure is reported the same way
             print(f"[FATAL] {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             return 2
-        executor = MultiThreadedExecutor(num_threads=num_threads)
+        executor = make_executor(num_threads)
         executor.add_node(node)
         try:
             executor.spin()

@@ -255,7 +255,7 @@ class SimArmNode(Node):
 
 
 def main(argv: list[str] | None = None) -> None:
-    raise SystemExit(run_node(SimArmNode, num_threads=2, argv=argv))
+    raise SystemExit(run_node(SimArmNode, argv=argv))
 
 
 if __name__ == "__main__":

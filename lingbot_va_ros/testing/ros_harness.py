@@ -199,12 +199,13 @@ class RosProbe:
     def __init__(self, domain_id: int, name: str = "test_probe"):
         import rclpy
         from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor
+        from lingbot_va_ros.nodes.runtime import make_executor
 
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        # single-threaded: a multi-threaded executor spins a core on a busy topic, starving the nodes under test
+        self.executor = make_executor(1, context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True, name=f"{name}_spin")
         self._thread.start()
