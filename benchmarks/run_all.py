@@ -15,7 +15,7 @@ import host  # benchmarks/host.py, next to this script
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ROOT / "docs" / "benchmarks"
-ORDER = ["model_cpu", "encoders_cpu", "command_jitter", "sim_rates", "ingest_latency", "closed_loop", "live_view", "faults", "soak"]
+ORDER = ["model_cpu", "encoders_cpu", "command_jitter", "sim_rates", "ingest_latency", "closed_loop", "live_view", "faults", "soak", "ros_executor"]
 
 
 def assemble() -> None:

@@ -12,6 +12,7 @@ node's message boundary: deserialisation, ChunkData.from_msg, the driver's state
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -209,8 +210,23 @@ def test_fuzzed_joint_states_fault_the_executor_cleanly_never_crash_it(probe, la
 
     burst()
     assert rig.node.alive()
-    s = rig.state.wait(lambda s: s["counters"]["faults"] > faults0, 10, "the insane states latched a fault")
-    assert s["state"] == "fault" and s["reason"], s
+    # The executor checks the newest state at each 50 Hz control tick, and the peer arm's sane 100 Hz states can
+    # overtake every insane one of the burst on a loaded host (seen once in a full suite run): a non-finite state
+    # then keeps coming until the executor latches, so the fault it must raise does not hang on that race.
+    stop = threading.Event()
+
+    def insist() -> None:
+        while not stop.wait(0.005):
+            state_pub.publish(JointState(name=list(NAMES), position=[float("nan")] * J))
+
+    insister = threading.Thread(target=insist, daemon=True)
+    if rig.state.latest()["counters"]["faults"] == faults0:
+        insister.start()
+    try:
+        s = rig.state.wait(lambda s: s["counters"]["faults"] > faults0, 20, "the insane states latched a fault")
+    finally:
+        stop.set()
+    assert s["state"] == "fault" and ("state_nonfinite" in s["latched"] or "state_out_of_range" in s["latched"]), s
     _valid_interaction(rig, probe, "after-state-fuzz")
     assert rig.node.alive()
     _safe(rig)
