@@ -85,7 +85,6 @@ def predicted_chunks(checkpoint: Path, count: int):
 
 
 def bench_decoders(checkpoint: Path, rounds: int, full_size: bool, cache_dir: Path) -> dict:
-    import numpy as np
     import torch
 
     from lingbot_va_ros.live_view.compose import pixel_mse, psnr

@@ -95,6 +95,7 @@ class ValidationSettings:
     max_rows: int = 1024
     period_tolerance: float = 0.05          # relative
     limit_tolerance: float = 0.05           # fraction of a joint's range a target may exceed before rejection
+    gripper_limit_tolerance: float = 0.25   # the same for grippers, which are commanded past closed to grasp
     check_row_jumps: bool = True
     max_episodes_remembered: int = 8
 
@@ -110,7 +111,9 @@ class ChunkPreparer:
     def __post_init__(self) -> None:
         self._contexts: OrderedDict[tuple[str, str], Any] = OrderedDict()
         width = self.limits.range_width()
-        tol = np.where(np.isfinite(width), width * self.settings.limit_tolerance, np.inf)
+        fraction = np.where(self.limits.is_gripper, self.settings.gripper_limit_tolerance,
+                            self.settings.limit_tolerance)
+        tol = np.where(np.isfinite(width), width * fraction, np.inf)
         self._reject_lo = self.limits.lower - tol
         self._reject_hi = self.limits.upper + tol
 

@@ -58,7 +58,7 @@ class ExecutorNode(Node):
         v = p.validation
         preparer = ChunkPreparer(spaces, limits, period, ValidationSettings(
             max_rows=v.max_rows, period_tolerance=v.period_tolerance, limit_tolerance=v.limit_tolerance,
-            check_row_jumps=v.check_row_jumps))
+            gripper_limit_tolerance=v.gripper_limit_tolerance, check_row_jumps=v.check_row_jumps))
         w = p.watchdog
         core = ExecutorCore(CoreConfig(
             joint_names=tuple(arm.joints), period=period, actions_per_keyframe=p.actions_per_keyframe,

@@ -6,6 +6,7 @@ import pytest
 
 from lingbot_va_ros.executor.chunks import PreparedChunk, Rejection
 from lingbot_va_ros.executor.clock import FakeClock, JointStateSample
+from lingbot_va_ros.executor.limits import SafetyLimiter
 from lingbot_va_ros.executor.testing import chunk_data, make_core, make_limits, make_preparer, ramp
 
 DT = 0.02
@@ -301,6 +302,33 @@ def test_ingest_rejects_targets_far_outside_limits_and_internal_jumps():
     slight = np.zeros((3, 14))
     slight[:, 0] = 2.05          # within the tolerance: accepted, then clamped at the final write
     assert isinstance(prep.prepare(chunk_data(slight)), PreparedChunk)
+
+
+def test_a_gripper_closed_past_its_limit_is_clamped_a_joint_is_rejected():
+    """A policy closes a gripper past its closed limit to grasp (a trained sim checkpoint asked for 11 % of the
+    range below closed): accepted up to gripper_limit_tolerance and clamped at the final write; an arm joint at
+    the same fraction of its range, or a gripper beyond that tolerance, is rejected."""
+    lim = make_limits()
+    prep = make_preparer(lim)
+    g = lim.names.index("left_gripper")
+    width = lim.upper[g] - lim.lower[g]
+    closing = np.zeros((3, 14))
+    closing[:, g] = lim.lower[g] - 0.11 * width
+    assert isinstance(prep.prepare(chunk_data(closing)), PreparedChunk)
+    closing[:, g] = lim.lower[g] - 0.3 * width
+    assert prep.prepare(chunk_data(closing)).category == "limits"
+    arm = np.zeros((3, 14))
+    arm[:, 0] = lim.lower[0] - 0.11 * (lim.upper[0] - lim.lower[0])
+    assert prep.prepare(chunk_data(arm)).category == "limits"
+    strict = make_preparer(lim, gripper_limit_tolerance=0.05)
+    closing[:, g] = lim.lower[g] - 0.11 * width
+    assert strict.prepare(chunk_data(closing)).category == "limits"
+    # the accepted target is clamped into the limits before it reaches the driver
+    q = np.zeros(14)
+    q[g] = lim.soft_lower[g]
+    res = SafetyLimiter(lim, 0.02).limit(np.where(np.arange(14) == g, lim.lower[g] - 0.11 * width, 0.0), q,
+                                          np.zeros(14))
+    assert res.position[g] >= lim.lower[g] and res.modified
 
 
 def test_channel_permutation_is_accepted_and_reported_back_in_the_chunk_order():

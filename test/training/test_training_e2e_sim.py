@@ -8,12 +8,10 @@
    frames and actions, predict the next), the trained checkpoint predicts the held-out episode's recorded
    actions better than the untrained one (RMSE in joint units; the measured ratio is printed);
 5. ``lingbot-va-demo --checkpoint OUT --embodiment OUT/embodiment.yaml --arm sim_random_policy`` runs a
-   RunEpisode with the trained checkpoint in the sim. Measured: one run completed its 4 chunks; in another the
-   300-step tiny model's first chunk asked the left gripper for -0.0023 m (normalised -1.16, just past the
-   demos' q01 of 0.0005 m), beyond the executor's 5 % limit tolerance, and the executor rejected the chunk,
-   which ends the episode as "aborted". The step therefore accepts "completed" or exactly that safety abort
-   (checked in the executor log); anything else (checkpoint not loading, graph failing, another abort reason)
-   fails.
+   RunEpisode with the trained checkpoint in the sim, to completion. (Measured before the executor's
+   ``gripper_limit_tolerance``: in two of three runs the trained tiny model's first chunk closed a gripper 2-4 mm
+   past its closed limit, as a grasping policy does, and the executor rejected the chunk; grippers are now clamped
+   there, arm joints still rejected.)
 """
 from __future__ import annotations
 
@@ -111,12 +109,7 @@ def test_record_export_train_deploy(tmp_path, ros_domain, node_env):
         env=node_env, capture_output=True, text=True, timeout=420)
     report = proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "[demo] graph up" in proc.stdout and "chunks" in proc.stdout, report     # the trained checkpoint loaded
-    if "outcome          completed (reached max_chunks=4" in proc.stdout:
-        assert proc.returncode == 0, report
-        print("demo: completed 4 chunks with the trained checkpoint")
-    else:
-        executor_log = (demo_dir / "logs" / "lingbot_va_executor.log").read_text()
-        assert "outcome          aborted" in proc.stdout, report
-        assert "rejected chunk" in executor_log and "outside" in executor_log, report + executor_log[-2000:]
-        print("demo: aborted by the executor's joint-limit check:",
-              [line for line in executor_log.splitlines() if "rejected chunk" in line][0])
+    executor_log = demo_dir / "logs" / "lingbot_va_executor.log"
+    assert "outcome          completed (reached max_chunks=4" in proc.stdout and proc.returncode == 0, (
+        report + (executor_log.read_text()[-2000:] if executor_log.is_file() else ""))
+    print("demo: completed 4 chunks with the trained checkpoint")

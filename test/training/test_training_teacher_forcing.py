@@ -15,7 +15,6 @@ import torch
 
 from lingbot_va_ros.model.transformer import WanTransformer3DModel
 from lingbot_va_ros.model.world_model import LingBotVAWorldModel, WorldModelConfig
-from lingbot_va_ros.training import mask as M
 from lingbot_va_ros.training.mask import ACTION, CLEAN, KNOWN, NOISY, VIDEO, SequenceLayout
 
 TINY = dict(patch_size=[1, 2, 2], num_attention_heads=2, attention_head_dim=12, in_channels=48, out_channels=48,
