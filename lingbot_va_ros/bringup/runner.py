@@ -169,6 +169,24 @@ def run_episode(bringup: Bringup, domain_id: int, prompt: str, max_chunks: int, 
             from lingbot_va_ros.recording.control import CONTROL_TOPIC, STATUS_TOPIC
 
             recorder = RecorderClient(probe.node, name(CONTROL_TOPIC, CONTROL_TOPIC), name(STATUS_TOPIC, STATUS_TOPIC))
+            # The recorder subscribes to a topic once its discovery (1 Hz) sees a publisher: the inference node's
+            # publishers appear when its model is loaded, just before the goal is sent, and a first chunk published
+            # before the recorder's subscription exists is lost to the bag (volatile topics). So the episode starts
+            # once the recorder listens to every topic of the episode that has a publisher now.
+            episode_topics = [name(t, t) for t in (
+                topics.ACTION_CHUNK, topics.ACTION_TICK, topics.EXECUTED_ACTIONS, topics.OBSERVATION, topics.COMMAND,
+                topics.PREDICTED_LATENTS, topics.PREDICTED_TRAJECTORY, topics.PREDICTED_FRAMES,
+                topics.PREDICTED_FRAMES_COMPRESSED, topics.PREDICTED_FRAMES_INFO, topics.PREDICTION_VS_REAL,
+                topics.PREDICTION_VS_REAL_COMPRESSED, topics.PREDICTION_VS_REAL_INFO, topics.PREDICTION_ERROR)]
+            publishing = [t for t in episode_topics if probe.node.count_publishers(t) > 0]
+            recorder.wait_ready(timeout=startup_timeout)
+            unheard = recorder.wait_subscribed(publishing, timeout=20.0)
+            if unheard:
+                print(f"[demo] warning: the recorder does not record {unheard}", file=sys.stderr, flush=True)
+            # its subscriptions matched in the graph as this process sees it (DDS discovery of the new readers)
+            wait_until(lambda: all(any(i.node_name == "lingbot_va_recorder"
+                                       for i in probe.node.get_subscriptions_info_by_topic(t))
+                                   for t in publishing if t not in unheard), 20, "the recorder's subscriptions")
             report.recording_path = recorder.start(episode_id, prompt, metadata or {}, timeout=startup_timeout)
         goal = RunEpisode.Goal(prompt=prompt, max_chunks=max_chunks, max_duration_s=max_duration,
                                episode_id=episode_id)

@@ -168,6 +168,18 @@ class RecorderClient:
             raise ControlError(status["error"])
         return status
 
+    def wait_subscribed(self, topics: list[str], timeout: float = 20.0) -> list[str]:
+        """Wait until the recorder subscribes to every topic of ``topics`` (it subscribes when discovery finds a
+        publisher, once per ``discovery_period_s``); returns those it still does not (e.g. not in its topic list)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                missing = [t for t in topics if t not in self.status.get("subscribed", [])]
+                left = deadline - time.monotonic()
+                if not missing or left <= 0:
+                    return missing
+                self._cond.wait(min(left, 0.05))
+
     def wait_recorded(self, counts: dict[str, int], timeout: float = 10.0) -> bool:
         """True once the open bag holds at least ``counts[topic]`` messages of each topic (what the caller saw
         published): messages still in flight to the recorder reach the bag before a stop closes it."""
