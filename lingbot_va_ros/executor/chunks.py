@@ -95,7 +95,7 @@ class ValidationSettings:
     max_rows: int = 1024
     period_tolerance: float = 0.05          # relative
     limit_tolerance: float = 0.05           # fraction of a joint's range a target may exceed before rejection
-    gripper_limit_tolerance: float = 0.25   # the same for grippers, which are commanded past closed to grasp
+    gripper_limit_tolerance: float = 1.0    # the same for grippers: saturated like every gripper driver does
     check_row_jumps: bool = True
     max_episodes_remembered: int = 8
 

@@ -33,10 +33,12 @@ class ValidationParams(SubParams):
     limit_tolerance: float = Field(0.05, ge=0.0, le=1.0, description="a chunk with a target outside a joint's "
                                    "limits by more than this fraction of its range is rejected (smaller "
                                    "excursions are clamped at the final write)")
-    gripper_limit_tolerance: float = Field(0.25, ge=0.0, le=1.0, description="limit_tolerance for the arm's "
-                                           "gripper_joints: a policy closes a gripper past its closed limit to grasp "
-                                           "(a post-trained tiny sim checkpoint asked for 11 % of the range); the target is "
-                                           "clamped to the limit, and rejected only beyond this fraction")
+    gripper_limit_tolerance: float = Field(1.0, ge=0.0, le=1.0, description="limit_tolerance for the arm's "
+                                           "gripper_joints: a gripper target past open or closed is clamped to the "
+                                           "limit, as gripper drivers saturate it (policies close past closed to "
+                                           "grasp; post-trained tiny sim checkpoints asked for 11 % below closed "
+                                           "and 29 % above open); rejected only beyond this fraction of the range "
+                                           "(a unit or normalisation error)")
     check_row_jumps: bool = Field(True, description="reject chunks whose consecutive rows differ by more than "
                                   "the joint's max_first_jump")
 

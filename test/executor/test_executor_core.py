@@ -304,18 +304,20 @@ def test_ingest_rejects_targets_far_outside_limits_and_internal_jumps():
     assert isinstance(prep.prepare(chunk_data(slight)), PreparedChunk)
 
 
-def test_a_gripper_closed_past_its_limit_is_clamped_a_joint_is_rejected():
-    """A policy closes a gripper past its closed limit to grasp (a trained sim checkpoint asked for 11 % of the
-    range below closed): accepted up to gripper_limit_tolerance and clamped at the final write; an arm joint at
-    the same fraction of its range, or a gripper beyond that tolerance, is rejected."""
+def test_a_gripper_past_its_limits_is_clamped_a_joint_is_rejected():
+    """A policy closes a gripper past closed to grasp (post-trained sim checkpoints asked for 11 % of the range
+    below closed and 29 % above open): accepted up to gripper_limit_tolerance (default a whole range) and clamped
+    at the final write; an arm joint at the same fraction of its range, or a gripper target beyond the tolerance
+    (a unit error), is rejected."""
     lim = make_limits()
     prep = make_preparer(lim)
     g = lim.names.index("left_gripper")
     width = lim.upper[g] - lim.lower[g]
     closing = np.zeros((3, 14))
-    closing[:, g] = lim.lower[g] - 0.11 * width
-    assert isinstance(prep.prepare(chunk_data(closing)), PreparedChunk)
-    closing[:, g] = lim.lower[g] - 0.3 * width
+    for target in (lim.lower[g] - 0.11 * width, lim.upper[g] + 0.29 * width, lim.upper[g] + 0.9 * width):
+        closing[:, g] = target
+        assert isinstance(prep.prepare(chunk_data(closing)), PreparedChunk), target
+    closing[:, g] = 1000 * lim.upper[g]                   # millimetres sent as metres
     assert prep.prepare(chunk_data(closing)).category == "limits"
     arm = np.zeros((3, 14))
     arm[:, 0] = lim.lower[0] - 0.11 * (lim.upper[0] - lim.lower[0])

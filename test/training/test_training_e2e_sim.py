@@ -9,9 +9,9 @@
    actions better than the untrained one (RMSE in joint units; the measured ratio is printed);
 5. ``lingbot-va-demo --checkpoint OUT --embodiment OUT/embodiment.yaml --arm sim_random_policy`` runs a
    RunEpisode with the trained checkpoint in the sim, to completion. (Measured before the executor's
-   ``gripper_limit_tolerance``: in two of three runs the trained tiny model's first chunk closed a gripper 2-4 mm
-   past its closed limit, as a grasping policy does, and the executor rejected the chunk; grippers are now clamped
-   there, arm joints still rejected.)
+   ``gripper_limit_tolerance``: in three of four runs the trained tiny model's first chunk sent a gripper 2-4 mm
+   past closed or 12 mm past open, and the executor rejected the chunk; gripper targets are now clamped to the
+   limits as gripper drivers do, arm joints still rejected beyond 5 %.)
 """
 from __future__ import annotations
 
