@@ -47,6 +47,10 @@ ARM_KP = (1200.0, 1200.0, 500.0, 80.0, 80.0, 40.0)
 ARM_KV = (30.0, 30.0, 12.0, 2.0, 2.0, 0.9)
 ARM_ARMATURE = (0.05, 0.05, 0.04, 0.01, 0.01, 0.005)
 GRIPPER_KP, GRIPPER_KV, GRIPPER_ARMATURE = 800.0, 20.0, 0.02
+# The fingers' end stops: MuJoCo's default limit constraint (time constant 0.02 s) let a finger slammed by a
+# violently moving arm run up to 21 % of its range past the stop; a real gripper's stop is hard. 4 ms = two
+# physics steps, the stiffest MuJoCo integrates stably.
+GRIPPER_LIMIT_SOLREF = [0.004, 1.0]
 
 BLOCK_COLORS = ((0.85, 0.15, 0.12, 1), (0.15, 0.65, 0.20, 1), (0.15, 0.30, 0.85, 1),
                 (0.95, 0.80, 0.10, 1), (0.60, 0.20, 0.70, 1), (0.10, 0.70, 0.75, 1))
@@ -132,6 +136,8 @@ def build_spec(params: SimArmParams | None = None,
         kv = GRIPPER_KV if is_gripper else ARM_KV[idx]
         joint = spec.joint(name)
         joint.armature = GRIPPER_ARMATURE if is_gripper else ARM_ARMATURE[idx]
+        if is_gripper:
+            joint.solref_limit = GRIPPER_LIMIT_SOLREF
         act = spec.add_actuator()
         act.name = name
         act.target = name
@@ -144,6 +150,7 @@ def build_spec(params: SimArmParams | None = None,
         layout.velocity_limits[name] = j.velocity
     for mimic in layout.mimic:
         spec.joint(mimic).armature = GRIPPER_ARMATURE
+        spec.joint(mimic).solref_limit = GRIPPER_LIMIT_SOLREF
 
     # ---- cameras on the URDF optical frames ------------------------------------------------------------
     for cam in CAMERAS:
