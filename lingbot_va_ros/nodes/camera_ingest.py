@@ -125,7 +125,7 @@ class CameraIngestNode(Node):
 
 def main(argv: list[str] | None = None) -> int:
     # Every callback only stamps and enqueues (decode, assembly and waiting run on the ingest's own threads),
-    # so two executor threads suffice: one can take a tick while the other deserialises an image.
+    # so one executor thread suffices (nodes/runtime.py make_executor: why not a multi-threaded one).
     return run_node(CameraIngestNode, argv=argv)
 
 

@@ -20,8 +20,8 @@ def make_executor(num_threads: int = 1, context=None) -> Executor:
 
     rclpy's MultiThreadedExecutor (Kilted) re-builds its wait set several times per received message and keeps a
     list of every pending callback task that it scans on each wake-up: a recorder taking 3 cameras and 100 Hz joint
-    states spent a whole core in that loop (101 % CPU, 1604 of 4392 messages kept) where a single-threaded executor
-    uses 10 % and keeps all (benchmarks/bench_ros_executor.py). Nodes whose heavy work runs in their own threads
+    states spent a whole core in that loop (102 % CPU, 121 of 2892 messages kept) where a single-threaded executor
+    uses 8-11 % and keeps them (benchmarks/bench_ros_executor.py, docs/benchmarks/ros_executor.md). Nodes whose heavy work runs in their own threads
     (control loop, physics, decoding, disk flushes in short callbacks) therefore spin single-threaded.
     """
     if num_threads <= 1:

@@ -141,16 +141,20 @@ class RecorderClient:
             self.status = status
             self._cond.notify_all()
 
-    def wait_ready(self, timeout: float = 10.0) -> bool:
-        """True once the recorder is subscribed to the control topic and has published its status."""
+    def _wait(self, condition, timeout: float) -> bool:
+        """True once ``condition()`` holds (checked under the status lock on each status and every 50 ms)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not (self.status and self._pub.get_subscription_count() > 0):
+            while not condition():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(min(left, 0.05))
         return True
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """True once the recorder is subscribed to the control topic and has published its status."""
+        return self._wait(lambda: bool(self.status) and self._pub.get_subscription_count() > 0, timeout)
 
     def _send(self, cmd: Command, timeout: float) -> dict[str, Any]:
         if not self.wait_ready(timeout):
@@ -171,26 +175,18 @@ class RecorderClient:
     def wait_subscribed(self, topics: list[str], timeout: float = 20.0) -> list[str]:
         """Wait until the recorder subscribes to every topic of ``topics`` (it subscribes when discovery finds a
         publisher, once per ``discovery_period_s``); returns those it still does not (e.g. not in its topic list)."""
-        deadline = time.monotonic() + timeout
+        def missing() -> list[str]:
+            return [t for t in topics if t not in self.status.get("subscribed", [])]
+
+        self._wait(lambda: not missing(), timeout)
         with self._cond:
-            while True:
-                missing = [t for t in topics if t not in self.status.get("subscribed", [])]
-                left = deadline - time.monotonic()
-                if not missing or left <= 0:
-                    return missing
-                self._cond.wait(min(left, 0.05))
+            return missing()
 
     def wait_recorded(self, counts: dict[str, int], timeout: float = 10.0) -> bool:
         """True once the open bag holds at least ``counts[topic]`` messages of each topic (what the caller saw
         published): messages still in flight to the recorder reach the bag before a stop closes it."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not all(self.status.get("topics", {}).get(t, 0) >= n for t, n in counts.items()):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.05))
-        return True
+        return self._wait(lambda: all(self.status.get("topics", {}).get(t, 0) >= n for t, n in counts.items()),
+                          timeout)
 
     def start(self, episode_id: str, prompt: str = "", metadata: dict[str, Any] | None = None,
               timeout: float = 10.0) -> str:
